@@ -1,0 +1,415 @@
+"""Usage writes: the one upsert path every ingest uses, pricing at ingest, and rollup upkeep."""
+
+from __future__ import annotations
+
+import hashlib
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Case, Max, Min, Q, Sum, Value, When
+from django.db.models.functions import TruncDate, TruncHour
+from django.utils import timezone
+
+from projects.models import ApiKey, Organization, Project, ProviderAccount
+from projects.money import QUANTUM, STORAGE_ROUNDING
+
+from .models import CostSource, ModelPrice, RecordSource, UsageDaily, UsageHourly, UsageRecord
+from .providers.base import UsageRow
+
+MILLION = Decimal(1_000_000)
+UPSERT_BATCH = 2000
+# Fields that an upsert may change; comparing them decides "updated" vs "unchanged".
+UPDATABLE_FIELDS = (
+    "project_id",
+    "api_key_id",
+    "occurred_at",
+    "bucket_seconds",
+    "model",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "cost",
+    "currency",
+    "cost_source",
+    "price_id",
+    "raw_quota",
+    "status",
+    "error_code",
+    "latency_ms",
+)
+
+
+@dataclass
+class UpsertResult:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    days: set[date] = field(default_factory=set)
+
+    def add(self, other: UpsertResult) -> None:
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.days |= other.days
+
+
+def dedupe_key_for(namespace: str, natural_key: str) -> str:
+    """Return the stored dedupe key: sha256 of the account (or push source) namespace and natural key."""
+    return hashlib.sha256(f"{namespace}\x1f{natural_key}".encode()).hexdigest()
+
+
+def local_day(moment: datetime, tz: zoneinfo.ZoneInfo) -> date:
+    return moment.astimezone(tz).date()
+
+
+def local_day_bounds(day_first: date, day_last: date, tz: zoneinfo.ZoneInfo) -> tuple[datetime, datetime]:
+    """Return the UTC instants [start of day_first, start of the day after day_last) in zone tz."""
+    start = datetime.combine(day_first, time.min, tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day_last + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+class PriceBook:
+    """Effective-dated prices for one provider kind, loaded once per batch (no query per row)."""
+
+    def __init__(self, provider_kind: str, models: Iterable[str]) -> None:
+        self.by_model: dict[str, list[ModelPrice]] = {}
+        for price in ModelPrice.objects.filter(provider_kind=provider_kind, model__in=set(models)).order_by(
+            "model", "-effective_from"
+        ):
+            self.by_model.setdefault(price.model, []).append(price)
+
+    def price_for(self, model: str, day: date) -> ModelPrice | None:
+        for price in self.by_model.get(model, []):
+            if price.applies_on(day):
+                return price
+        return None
+
+
+def cost_from_price(row: UsageRow, price: ModelPrice) -> Decimal:
+    """Return the list-price cost of a row: uncached input, cache read, cache write and output, per 1M.
+
+    Cache prices fall back to the input price when the price row has none (billed as plain input).
+    """
+    uncached = row.input_tokens - row.cache_read_tokens - row.cache_write_tokens
+    cache_read_price = price.cache_read_per_1m if price.cache_read_per_1m is not None else price.input_per_1m
+    cache_write_price = (
+        price.cache_write_per_1m if price.cache_write_per_1m is not None else price.input_per_1m
+    )
+    tokens_cost = (
+        uncached * price.input_per_1m
+        + row.cache_read_tokens * cache_read_price
+        + row.cache_write_tokens * cache_write_price
+        + row.output_tokens * price.output_per_1m
+    ) / MILLION
+    per_request = (price.per_request or Decimal(0)) * row.requests
+    return (tokens_cost + per_request).quantize(QUANTUM, rounding=STORAGE_ROUNDING)
+
+
+def _resolve_keys(
+    *, organization: Organization, account: ProviderAccount | None, rows: Sequence[UsageRow]
+) -> dict[str, ApiKey]:
+    """Return ApiKey by external id, creating keys seen for the first time (unassigned)."""
+    wanted = {row.key_external_id: row.key_name or row.key_external_id for row in rows if row.key_external_id}
+    if not wanted:
+        return {}
+    existing = {
+        key.external_id: key
+        for key in ApiKey.objects.filter(
+            organization=organization, provider_account=account, external_id__in=wanted
+        )
+    }
+    missing = [
+        ApiKey(organization=organization, provider_account=account, external_id=ext, name=name[:200])
+        for ext, name in wanted.items()
+        if ext not in existing
+    ]
+    if missing:
+        ApiKey.objects.bulk_create(missing, ignore_conflicts=True)
+        existing.update(
+            {
+                key.external_id: key
+                for key in ApiKey.objects.filter(
+                    organization=organization,
+                    provider_account=account,
+                    external_id__in=[k.external_id for k in missing],
+                )
+            }
+        )
+    return existing
+
+
+@transaction.atomic
+def usage_rows_upsert(
+    *,
+    organization: Organization,
+    rows: Sequence[UsageRow],
+    account: ProviderAccount | None = None,
+    source: str = RecordSource.CONNECTOR,
+    namespace: str | None = None,
+    refresh_rollups: bool = True,
+) -> UpsertResult:
+    """Store rows idempotently by natural key and refresh the rollups of every local day they touch.
+
+    Returns counts of new, updated and unchanged rows. Unchanged rows cause no write at all, so
+    re-reading an overlapping window is cheap; a revised bucket updates in place. Rows and rollups
+    commit together, so dashboards never see one without the other.
+    """
+    result = UpsertResult()
+    if not rows:
+        return result
+    tz = organization.zoneinfo
+    ns = namespace or (f"account:{account.pk}" if account else f"org:{organization.pk}:{source}")
+    keys = _resolve_keys(organization=organization, account=account, rows=rows)
+    project_ids_by_slug: dict[str, int] = {}
+    slugs = {row.project_slug for row in rows if row.project_slug}
+    if slugs:
+        project_ids_by_slug = dict(
+            Project.objects.filter(organization=organization, slug__in=slugs).values_list("slug", "id")
+        )
+    prices = PriceBook(account.kind, {row.model for row in rows if row.cost is None}) if account else None
+
+    for offset in range(0, len(rows), UPSERT_BATCH):
+        chunk = rows[offset : offset + UPSERT_BATCH]
+        candidates: dict[str, UsageRecord] = {}
+        for row in chunk:
+            key = keys.get(row.key_external_id)
+            project_id = project_ids_by_slug.get(row.project_slug) or (key.project_id if key else None)
+            cost, cost_source, price = _cost_for(row, prices, tz)
+            record = UsageRecord(
+                organization=organization,
+                project_id=project_id,
+                api_key=key,
+                provider_account=account,
+                source=source,
+                occurred_at=row.occurred_at,
+                bucket_seconds=row.bucket_seconds,
+                model=row.model[:200],
+                input_tokens=row.input_tokens,
+                cache_read_tokens=row.cache_read_tokens,
+                cache_write_tokens=row.cache_write_tokens,
+                output_tokens=row.output_tokens,
+                reasoning_tokens=row.reasoning_tokens,
+                requests=row.requests,
+                cost=cost,
+                currency=row.currency,
+                cost_source=cost_source,
+                price=price,
+                raw_quota=row.raw_quota,
+                status=row.status,
+                error_code=row.error_code[:64],
+                latency_ms=row.latency_ms,
+                dedupe_key=dedupe_key_for(ns, row.natural_key),
+            )
+            # A natural key seen twice in one batch: the later row is the revision.
+            candidates[record.dedupe_key] = record
+
+        existing = {
+            values["dedupe_key"]: values
+            for values in UsageRecord.objects.filter(
+                organization=organization, dedupe_key__in=list(candidates)
+            ).values("dedupe_key", *UPDATABLE_FIELDS)
+        }
+        to_write: list[UsageRecord] = []
+        for dedupe_key, record in candidates.items():
+            old = existing.get(dedupe_key)
+            if old is None:
+                result.new += 1
+            elif all(getattr(record, name) == old[name] for name in UPDATABLE_FIELDS):
+                result.unchanged += 1
+                continue
+            else:
+                result.updated += 1
+                result.days.add(local_day(old["occurred_at"], tz))
+            result.days.add(local_day(record.occurred_at, tz))
+            to_write.append(record)
+        result.unchanged += len(chunk) - len(candidates)
+        if to_write:
+            UsageRecord.objects.bulk_create(
+                to_write,
+                update_conflicts=True,
+                unique_fields=["organization", "dedupe_key"],
+                update_fields=[name.removesuffix("_id") for name in UPDATABLE_FIELDS],
+            )
+
+    if refresh_rollups and result.days:
+        rollup_refresh_days(organization=organization, days=result.days)
+    _touch_keys_last_used(keys.values(), rows)
+    return result
+
+
+def _cost_for(
+    row: UsageRow, prices: PriceBook | None, tz: zoneinfo.ZoneInfo
+) -> tuple[Decimal, str, ModelPrice | None]:
+    if row.cost is not None:
+        return row.cost, CostSource.PROVIDER, None
+    price = prices.price_for(row.model, local_day(row.occurred_at, tz)) if prices else None
+    if price is None:
+        return Decimal(0), CostSource.UNPRICED, None
+    return cost_from_price(row, price), CostSource.PRICE, price
+
+
+def _touch_keys_last_used(keys: Iterable[ApiKey], rows: Sequence[UsageRow]) -> None:
+    latest: dict[str, datetime] = {}
+    for row in rows:
+        if row.key_external_id and (
+            row.key_external_id not in latest or row.occurred_at > latest[row.key_external_id]
+        ):
+            latest[row.key_external_id] = row.occurred_at
+    for key in keys:
+        seen = latest.get(key.external_id)
+        if seen and (key.last_used_at is None or seen > key.last_used_at):
+            ApiKey.objects.filter(pk=key.pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=seen)
+            ).update(last_used_at=seen)
+
+
+def _rollup_sums() -> dict[str, Sum]:
+    return {
+        "sum_input": Sum("input_tokens"),
+        "sum_cache_read": Sum("cache_read_tokens"),
+        "sum_cache_write": Sum("cache_write_tokens"),
+        "sum_output": Sum("output_tokens"),
+        "sum_reasoning": Sum("reasoning_tokens"),
+        "sum_requests": Sum("requests"),
+        "sum_cost": Sum("cost"),
+        "sum_unpriced": Sum(Case(When(cost_source=CostSource.UNPRICED, then="requests"), default=Value(0))),
+    }
+
+
+def _rollup_values(values: dict[str, object]) -> dict[str, object]:
+    return {
+        "input_tokens": values["sum_input"] or 0,
+        "cache_read_tokens": values["sum_cache_read"] or 0,
+        "cache_write_tokens": values["sum_cache_write"] or 0,
+        "output_tokens": values["sum_output"] or 0,
+        "reasoning_tokens": values["sum_reasoning"] or 0,
+        "requests": values["sum_requests"] or 0,
+        "cost": values["sum_cost"] or Decimal(0),
+        "unpriced_requests": values["sum_unpriced"] or 0,
+    }
+
+
+def rollup_refresh_days(*, organization: Organization, days: Iterable[date]) -> int:
+    """Recompute the daily and hourly rollups for the given local days from raw records.
+
+    Returns the number of daily rollup rows written. Idempotent: delete-and-recompute inside one
+    transaction, serialised per organization by a row lock (PostgreSQL; SQLite serialises writers).
+    """
+    day_set = sorted(set(days))
+    if not day_set:
+        return 0
+    tz = organization.zoneinfo
+    written = 0
+    with transaction.atomic():
+        Organization.objects.select_for_update().filter(pk=organization.pk).first()
+        # Contiguous runs of days become one range query each.
+        for first, last in _contiguous_runs(day_set):
+            start, end = local_day_bounds(first, last, tz)
+            written += _refresh_daily(organization, first, last, start, end)
+            # Hours are UTC; widen to whole hours so half-hour zones recompute complete buckets.
+            hour_start = start.replace(minute=0, second=0, microsecond=0)
+            hour_end = (
+                end
+                if end.minute == 0 and end.second == 0
+                else end.replace(minute=0, second=0) + timedelta(hours=1)
+            )
+            _refresh_hourly(organization, hour_start, hour_end)
+    return written
+
+
+def _contiguous_runs(days: list[date]) -> list[tuple[date, date]]:
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and runs[-1][1] + timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _refresh_daily(
+    organization: Organization, first: date, last: date, start: datetime, end: datetime
+) -> int:
+    UsageDaily.objects.filter(organization=organization, day__gte=first, day__lte=last).delete()
+    grouped = (
+        UsageRecord.objects.filter(organization=organization, occurred_at__gte=start, occurred_at__lt=end)
+        .annotate(local_day=TruncDate("occurred_at", tzinfo=organization.zoneinfo))
+        .values(
+            "local_day",
+            "project_id",
+            "api_key_id",
+            "provider_account_id",
+            "model",
+            "status",
+            "error_code",
+            "currency",
+        )
+        .annotate(**_rollup_sums())
+        .order_by()
+    )
+    objs = [
+        UsageDaily(
+            organization=organization,
+            day=values["local_day"],
+            project_id=values["project_id"],
+            api_key_id=values["api_key_id"],
+            provider_account_id=values["provider_account_id"],
+            model=values["model"],
+            status=values["status"],
+            error_code=values["error_code"],
+            currency=values["currency"],
+            **_rollup_values(values),
+        )
+        for values in grouped.iterator(chunk_size=5000)
+    ]
+    UsageDaily.objects.bulk_create(objs, batch_size=2000)
+    return len(objs)
+
+
+def _refresh_hourly(organization: Organization, start: datetime, end: datetime) -> None:
+    UsageHourly.objects.filter(organization=organization, hour__gte=start, hour__lt=end).delete()
+    grouped = (
+        UsageRecord.objects.filter(organization=organization, occurred_at__gte=start, occurred_at__lt=end)
+        .annotate(utc_hour=TruncHour("occurred_at", tzinfo=UTC))
+        .values("utc_hour", "model", "status", "currency")
+        .annotate(**_rollup_sums())
+        .order_by()
+    )
+    UsageHourly.objects.bulk_create(
+        [
+            UsageHourly(
+                organization=organization,
+                hour=values["utc_hour"],
+                model=values["model"],
+                status=values["status"],
+                currency=values["currency"],
+                **_rollup_values(values),
+            )
+            for values in grouped.iterator(chunk_size=5000)
+        ],
+        batch_size=2000,
+    )
+
+
+def rollup_rebuild(*, organization: Organization, since: date | None = None) -> int:
+    """Rebuild every rollup day of the organization from ``since`` (default: its first record)."""
+    bounds = UsageRecord.objects.filter(organization=organization).aggregate(
+        first=Min("occurred_at"), last=Max("occurred_at")
+    )
+    if bounds["first"] is None:
+        UsageDaily.objects.filter(organization=organization).delete()
+        UsageHourly.objects.filter(organization=organization).delete()
+        return 0
+    tz = organization.zoneinfo
+    first = max(since, local_day(bounds["first"], tz)) if since else local_day(bounds["first"], tz)
+    last = max(local_day(bounds["last"], tz), timezone.now().astimezone(tz).date())
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return rollup_refresh_days(organization=organization, days=days)
