@@ -88,7 +88,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def credential_display(self, obj: ProviderAccount) -> str:
         return f"set ({obj.credential_hint})" if obj.credential_encrypted else "not set"
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:  # type: ignore[override]
         return [
             *ProviderAccountForm.Meta.fields[:5],
             "credential",

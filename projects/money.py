@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
@@ -120,6 +120,10 @@ def loads_exact(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal, parse_int=parse_int, parse_constant=reject_constant)
 
 
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
+
+
 class MoneyField(models.BigIntegerField):  # type: ignore[type-arg]
     """A Decimal amount stored as a BigIntegerField of 1e-10 units of the currency.
 
@@ -128,6 +132,9 @@ class MoneyField(models.BigIntegerField):  # type: ignore[type-arg]
     """
 
     description = "Exact money amount stored as integer 1e-10 units"
+    # Read by the django-stubs mypy plugin: attribute types of model instances (Optional when null=True).
+    _pyi_private_set_type: Decimal | int | str | Combinable  # type: ignore[assignment]
+    _pyi_private_get_type: Decimal  # type: ignore[assignment]
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Decimal | None:
         if value is None:
@@ -150,7 +157,7 @@ class MoneyField(models.BigIntegerField):  # type: ignore[type-arg]
     def formfield(self, **kwargs: Any) -> Any:
         from django import forms
 
-        defaults = {"form_class": forms.DecimalField, "decimal_places": 10, "max_digits": 20}
+        defaults: dict[str, Any] = {"form_class": forms.DecimalField, "decimal_places": 10, "max_digits": 20}
         defaults.update(kwargs)
         return models.Field.formfield(self, **defaults)
 

@@ -27,7 +27,11 @@ class OrgAccess:
 def memberships_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
     if not user.is_authenticated:
         return Membership.objects.none()
-    return Membership.objects.filter(user=user).select_related("organization").order_by("organization__name")
+    return (
+        Membership.objects.filter(user_id=user.pk)
+        .select_related("organization")
+        .order_by("organization__name")
+    )
 
 
 def get_org_for_user(user: AbstractBaseUser | AnonymousUser, org_slug: str) -> OrgAccess:
@@ -36,7 +40,7 @@ def get_org_for_user(user: AbstractBaseUser | AnonymousUser, org_slug: str) -> O
         raise Http404("No such organization")
     membership = (
         Membership.objects.select_related("organization")
-        .filter(user=user, organization__slug=org_slug)
+        .filter(user_id=user.pk, organization__slug=org_slug)
         .first()
     )
     if membership is None:

@@ -58,16 +58,28 @@ def test_one_million_ten_place_amounts_sum_exactly_through_the_orm() -> None:
     from django.utils import timezone
 
     now = timezone.now()
-    # Insert through the field's own conversion (get_prep_value) but with executemany: model
-    # instances for a million rows would make this test a minute long without testing more.
-    field = TopUp._meta.get_field("amount")
+    # Insert through each field's own conversion (get_db_prep_save) but in bulk (COPY / executemany):
+    # a million model instances would make this test a minute long without testing more.
+    template = TopUp(provider_account=account, amount=Decimal(0), created_at=now, status="credited")
+    fields = [f for f in TopUp._meta.concrete_fields if not f.primary_key]
+    base = [f.get_db_prep_save(getattr(template, f.attname), connection) for f in fields]
+    amount_index = [f.name for f in fields].index("amount")
+    amount_field = fields[amount_index]
+    values = []
+    for amount in amounts:
+        row = list(base)
+        row[amount_index] = amount_field.get_db_prep_save(amount, connection)
+        values.append(row)
     table = TopUp._meta.db_table
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (provider_account_id, amount, currency, bonus, status, source, order_ref,"
-            " payment_method, created_at, note) VALUES (%s, %s, 'USD', 0, 'credited', 'manual', '', '', %s, '')",
-            [(account.pk, field.get_prep_value(a), now) for a in amounts],
-        )
+        if connection.vendor == "postgresql":
+            with cursor.connection.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for value in values:
+                    copy.write_row(value)
+        else:
+            placeholders = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)
     stored = TopUp.objects.aggregate(total=Sum("amount"))["total"]
     assert stored == sum(amounts, Decimal(0))
     assert isinstance(stored, Decimal)

@@ -1,0 +1,37 @@
+# Quotaboard: `make demo` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Quotaboard needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: install, migrate the embedded SQLite database, seed "Acme AI" once, then run the web server,
+## a Celery worker, beat and the provider simulator together. Ctrl-C stops everything.
+demo: $(STAMP)
+	$(BIN)/python manage.py demo
+
+## make test: the whole suite (SQLite by default; DATABASE_URL=postgres://... for PostgreSQL).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+## make bench: performance figures against baselines measured in the same run (needs PostgreSQL).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf var/broker var/staticfiles

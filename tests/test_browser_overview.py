@@ -1,0 +1,88 @@
+"""Browser check: sign in through the login form and see the overview with a drawn chart (headless chromium)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from billing.models import BalanceSnapshot
+from projects.models import Role
+from tests import factories
+from usage.services import usage_rows_upsert
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (.ci/run installs it)")
+        pytest.skip("chromium not installed; apt-get install chromium")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def test_signing_in_shows_the_overview_with_a_drawn_chart(page, live_server) -> None:  # type: ignore[no-untyped-def]
+    org = factories.make_org("Acme AI", slug="acme-ai", timezone="America/New_York")
+    user = factories.make_user("demo-admin")
+    factories.make_member(org, Role.ADMIN, user)
+    project = factories.make_project(org, "Support bot", slug="support-bot")
+    account = factories.make_account(org, "newapi", name="Reseller")
+    factories.make_key(org, project=project, account=account, name="support")
+    now = timezone.now()
+    rows = [
+        factories.usage_row(now - timedelta(days=day, hours=1), model=model, cost=cost)
+        for day in range(30)
+        for model, cost in (("gpt-4o", "1.25"), ("claude-sonnet-4-5", "0.75"))
+    ]
+    usage_rows_upsert(organization=org, rows=rows, account=account)
+    BalanceSnapshot.objects.create(
+        provider_account=account,
+        taken_at=now,
+        raw_quota=24997909,
+        remaining=Decimal("49.995818"),
+        currency="USD",
+    )
+
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "demo-admin")
+    page.fill("#id_password", "pw-demo-admin")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/o/acme-ai/")
+    page.wait_for_selector("[data-drawn=true] .main-svg", timeout=15000)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+    body = page.inner_text("main")
+    assert "$50.00" in body  # the gateway balance, 24,997,909 quota
+    # 30 days x (1.25 + 0.75) = $60.00 over the last 30 days.
+    assert "$60.00" in body
+    assert page.locator(".chart .bars path").count() > 0 or page.locator(".chart .trace").count() > 0
