@@ -35,9 +35,9 @@ def latest_balances(*, organization: Organization) -> list[AccountBalance]:
         .annotate(latest_snapshot_id=Subquery(newest))
         .order_by("name")
     )
-    ids = [a.latest_snapshot_id for a in accounts if a.latest_snapshot_id]  # type: ignore[attr-defined]
+    ids = [a.latest_snapshot_id for a in accounts if a.latest_snapshot_id]
     snapshots = BalanceSnapshot.objects.in_bulk(ids)
-    return [AccountBalance(a, snapshots.get(a.latest_snapshot_id)) for a in accounts]  # type: ignore[attr-defined]
+    return [AccountBalance(a, snapshots.get(a.latest_snapshot_id)) for a in accounts]
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
@@ -122,20 +124,20 @@ class RankedSpend:
 
 
 def _ranked(
-    rows: list[dict[str, object]], key_field: str, label_field: str, unassigned: str
+    rows: Sequence[Mapping[str, Any]], key_field: str, label_field: str, unassigned: str
 ) -> list[RankedSpend]:
-    total = sum((row["cost"] or ZERO for row in rows), ZERO)  # type: ignore[misc]
+    total: Decimal = sum((row["cost"] or ZERO for row in rows), ZERO)
     ranked = []
     for row in rows:
-        cost = row["cost"] or ZERO
+        cost: Decimal = row["cost"] or ZERO
         ranked.append(
             RankedSpend(
                 key=str(row[key_field] or ""),
                 label=str(row[label_field] or unassigned),
-                cost=cost,  # type: ignore[arg-type]
-                requests=int(row["requests"] or 0),  # type: ignore[call-overload]
-                tokens=int(row["tokens"] or 0),  # type: ignore[call-overload]
-                share=(cost / total * 100) if total else None,  # type: ignore[operator]
+                cost=cost,
+                requests=int(row["requests"] or 0),
+                tokens=int(row["tokens"] or 0),
+                share=(cost / total * 100) if total else None,
             )
         )
     return ranked
@@ -170,9 +172,7 @@ def top_models(
         )
         .order_by("-cost")
     )
-    for row in rows:
-        row["label"] = row["model"]
-    return _ranked(rows, "model", "label", "?")[:limit]
+    return _ranked(rows, "model", "model", "?")[:limit]
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Case, Max, Min, Q, Sum, Value, When
@@ -284,7 +285,7 @@ def _rollup_sums() -> dict[str, Sum]:
     }
 
 
-def _rollup_values(values: dict[str, object]) -> dict[str, object]:
+def _rollup_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "input_tokens": values["sum_input"] or 0,
         "cache_read_tokens": values["sum_cache_read"] or 0,
