@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials.apps.SimpleAppConfig",
+    # Only for the API docs page's bundled Swagger UI static files (no CDN).
+    "ninja",
     "projects",
     "usage",
     "billing",
@@ -90,6 +92,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "projects.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -146,6 +149,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Failed sign-ins are throttled per username and per client address (projects.views.login_view).
+LOGIN_FAILURE_LIMIT_PER_USER = env_int("QB_LOGIN_FAILURES_PER_USER", 10)
+LOGIN_FAILURE_LIMIT_PER_IP = env_int("QB_LOGIN_FAILURES_PER_IP", 30)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("QB_LOGIN_FAILURE_WINDOW", 900)
+# Counters live in the cache: per process by default; set REDIS_CACHE_URL so every web process shares them.
+CACHES = (
+    {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("REDIS_CACHE_URL"),
+        }
+    }
+    if env_str("REDIS_CACHE_URL")
+    else {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -225,6 +243,23 @@ CELERY_BALANCE_INTERVAL_MINUTES = env_int("QB_BALANCE_INTERVAL_MINUTES", 15)
 # unless the operator allows them (the demo and tests talk to the simulator on 127.0.0.1).
 PROVIDER_HTTP_TIMEOUT_SECONDS = float(env_str("QB_PROVIDER_TIMEOUT", "10"))
 PROVIDER_ALLOW_PRIVATE_HOSTS = env_bool("QB_ALLOW_PRIVATE_PROVIDER_HOSTS", default=True)
+
+# Push API (/api/v1/). A 5,000-record batch is ~2-3 MB of JSON; the body limit leaves headroom and
+# Django answers anything larger with RequestDataTooBig, which the API maps to 413.
+# File uploads (imports) stream to disk and do not count towards this limit.
+QB_API_MAX_BATCH = env_int("QB_API_MAX_BATCH", 5000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("QB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
+# Per ingest token, fixed one-minute window counted in the database (shared by every web process).
+QB_API_RATE_LIMIT_PER_MINUTE = env_int("QB_API_RATE_LIMIT_PER_MINUTE", 600)
+# An Idempotency-Key left "in flight" this long (a crashed request) may be taken over by a retry.
+QB_IDEMPOTENCY_STALE_SECONDS = env_int("QB_IDEMPOTENCY_STALE_SECONDS", 120)
+# File imports: uploads are saved under VAR_DIR/imports/ and streamed in batches.
+QB_IMPORT_DIR = VAR_DIR / "imports"
+QB_IMPORT_MAX_UPLOAD_BYTES = env_int("QB_IMPORT_MAX_UPLOAD_BYTES", 2 * 1024**3)
+# Month review: a balance reconciliation difference is flagged when it exceeds both this amount (in
+# the account's currency) and this percentage of the month's spend. Strings: parsed as Decimal.
+QB_RECONCILE_TOLERANCE_AMOUNT = env_str("QB_RECONCILE_TOLERANCE_AMOUNT", "0.01")
+QB_RECONCILE_TOLERANCE_PERCENT = env_str("QB_RECONCILE_TOLERANCE_PERCENT", "0.5")
 
 LOGGING = {
     "version": 1,

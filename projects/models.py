@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
+from datetime import datetime
 from functools import cached_property
 
 from django.conf import settings
@@ -236,3 +237,152 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == KeyStatus.ACTIVE
+
+
+class IngestToken(models.Model):
+    """A bearer token for the push and read API, for one organization, optionally one project.
+
+    Only the sha256 of the secret is stored; the full token is shown once, when it is created.
+    ``prefix`` (``qbt_`` + 8 characters) is the lookup key and what lists show.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="ingest_tokens")
+    project = models.ForeignKey(
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="ingest_tokens",
+        help_text="Empty: the token may write to every project of the organization.",
+    )
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Fixed-window rate limit, counted here so that every web process shares one count.
+    rate_window_start = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_window_count = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def __repr__(self) -> str:
+        return f"<IngestToken {self.pk} {self.prefix}>"
+
+    def is_usable_at(self, moment: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)
+
+
+class IdempotencyState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    DONE = "done", "Done"
+
+
+class IdempotencyRecord(models.Model):
+    """An ``Idempotency-Key`` seen on the push API: the body's hash and the first response, for replay.
+
+    The response is saved in the same transaction as the rows it reports, so a crash between the
+    two leaves neither (OpenMeter #5118: a key claimed before the write commits loses the write).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    body_sha256 = models.CharField(max_length=64)
+    state = models.CharField(
+        max_length=16, choices=IdempotencyState.choices, default=IdempotencyState.IN_FLIGHT
+    )
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="idempotency_unique_key_per_org"),
+        ]
+        indexes = [
+            # Pruning old keys (idempotency_prune).
+            models.Index(fields=["created_at"], name="idempotency_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"
+
+
+class ImportFormat(models.TextChoices):
+    CSV = "csv", "CSV (Quotaboard columns)"
+    JSONL = "jsonl", "JSON Lines (Quotaboard fields)"
+    NEWAPI = "newapi", "New API / One API log export (JSON Lines)"
+    OPENAI = "openai", "OpenAI usage export (CSV or JSON Lines)"
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """One uploaded usage file and its progress: bytes and rows read, rows stored, rows rejected.
+
+    Lives in ``projects`` next to the other tenancy-owned bookkeeping so that ``usage`` migrations
+    stay with the ingestion work; the import itself is ``usage.imports``.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="import_jobs")
+    provider_account = models.ForeignKey(
+        ProviderAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
+    )
+    format = models.CharField(max_length=16, choices=ImportFormat.choices)
+    original_name = models.CharField(max_length=255)
+    # Relative to settings.QB_IMPORT_DIR; never a user-chosen path.
+    stored_name = models.CharField(max_length=100, editable=False)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.PENDING)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_processed = models.BigIntegerField(default=0)
+    rows_processed = models.BigIntegerField(default=0)
+    rows_good = models.BigIntegerField(default=0)
+    rows_bad = models.BigIntegerField(default=0)
+    rows_new = models.BigIntegerField(default=0)
+    rows_duplicate = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(format__in=ImportFormat.values), name="import_format_valid"),
+            models.CheckConstraint(condition=Q(status__in=ImportStatus.values), name="import_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {ImportStatus.DONE, ImportStatus.FAILED}
+
+    @property
+    def percent(self) -> int:
+        if self.status == ImportStatus.DONE:
+            return 100
+        if not self.bytes_total:
+            return 0
+        return min(99, self.bytes_processed * 100 // self.bytes_total)

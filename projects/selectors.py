@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import ApiKey, Membership, Organization, Project, ProviderAccount
+from .models import ApiKey, ImportJob, IngestToken, Membership, Organization, Project, ProviderAccount
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,33 @@ def get_key_for_user(
     if key is None:
         raise Http404("No such API key")
     return access, key
+
+
+def _by_public_id(qs: QuerySet[Any], public_id: object) -> Any:
+    try:
+        return qs.filter(public_id=public_id).first()
+    except ValidationError:  # not a UUID
+        return None
+
+
+def get_token_for_user(
+    user: AbstractBaseUser | AnonymousUser, org_slug: str, token_public_id: object
+) -> tuple[OrgAccess, IngestToken]:
+    access = get_org_for_user(user, org_slug)
+    token = _by_public_id(IngestToken.objects.filter(organization=access.organization), token_public_id)
+    if token is None:
+        raise Http404("No such ingest token")
+    return access, token
+
+
+def get_import_for_user(
+    user: AbstractBaseUser | AnonymousUser, org_slug: str, import_public_id: object
+) -> tuple[OrgAccess, ImportJob]:
+    access = get_org_for_user(user, org_slug)
+    job = _by_public_id(
+        ImportJob.objects.filter(organization=access.organization).select_related("provider_account"),
+        import_public_id,
+    )
+    if job is None:
+        raise Http404("No such import")
+    return access, job

@@ -275,6 +275,8 @@ class IngestRun(models.Model):
     rows_updated = models.PositiveIntegerField(default=0)
     rows_unchanged = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)
+    # auth | transient | provider | internal | lease: how the Data sources page and the task treat a failure.
+    error_kind = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

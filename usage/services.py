@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Max, Min, Q, Sum, Value, When
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
@@ -23,6 +23,9 @@ from .providers.base import UsageRow
 
 MILLION = Decimal(1_000_000)
 UPSERT_BATCH = 2000
+# Batches at least this large take the COPY path on PostgreSQL; smaller ones are not worth a temp table.
+COPY_THRESHOLD = 200
+COPY_BATCH = 20_000
 # Fields that an upsert may change; comparing them decides "updated" vs "unchanged".
 UPDATABLE_FIELDS = (
     "project_id",
@@ -156,12 +159,14 @@ def usage_rows_upsert(
     source: str = RecordSource.CONNECTOR,
     namespace: str | None = None,
     refresh_rollups: bool = True,
+    provider_kind: str | None = None,
 ) -> UpsertResult:
     """Store rows idempotently by natural key and refresh the rollups of every local day they touch.
 
     Returns counts of new, updated and unchanged rows. Unchanged rows cause no write at all, so
     re-reading an overlapping window is cheap; a revised bucket updates in place. Rows and rollups
     commit together, so dashboards never see one without the other.
+    Without an account, rows lacking a cost are priced from ``provider_kind``'s prices (if given).
     """
     result = UpsertResult()
     if not rows:
@@ -175,74 +180,148 @@ def usage_rows_upsert(
         project_ids_by_slug = dict(
             Project.objects.filter(organization=organization, slug__in=slugs).values_list("slug", "id")
         )
-    prices = PriceBook(account.kind, {row.model for row in rows if row.cost is None}) if account else None
+    # Push and import rows have no account; their ``provider_kind`` says whose price list applies.
+    price_kind = account.kind if account else provider_kind
+    prices = PriceBook(price_kind, {row.model for row in rows if row.cost is None}) if price_kind else None
 
-    for offset in range(0, len(rows), UPSERT_BATCH):
-        chunk = rows[offset : offset + UPSERT_BATCH]
-        candidates: dict[str, UsageRecord] = {}
+    # PostgreSQL takes whole batches through COPY + INSERT ... ON CONFLICT (see _write_postgres);
+    # other databases compare against stored values in Python and bulk-upsert only what changed.
+    use_copy = connection.vendor == "postgresql" and len(rows) >= COPY_THRESHOLD
+    batch_size = COPY_BATCH if use_copy else UPSERT_BATCH
+    for offset in range(0, len(rows), batch_size):
+        chunk = rows[offset : offset + batch_size]
+        candidates: dict[str, dict[str, Any]] = {}
         for row in chunk:
             key = keys.get(row.key_external_id)
             project_id = project_ids_by_slug.get(row.project_slug) or (key.project_id if key else None)
             cost, cost_source, price = _cost_for(row, prices, tz)
-            record = UsageRecord(
-                organization=organization,
-                project_id=project_id,
-                api_key=key,
-                provider_account=account,
-                source=source,
-                occurred_at=row.occurred_at,
-                bucket_seconds=row.bucket_seconds,
-                model=row.model[:200],
-                input_tokens=row.input_tokens,
-                cache_read_tokens=row.cache_read_tokens,
-                cache_write_tokens=row.cache_write_tokens,
-                output_tokens=row.output_tokens,
-                reasoning_tokens=row.reasoning_tokens,
-                requests=row.requests,
-                cost=cost,
-                currency=row.currency,
-                cost_source=cost_source,
-                price=price,
-                raw_quota=row.raw_quota,
-                status=row.status,
-                error_code=row.error_code[:64],
-                latency_ms=row.latency_ms,
-                dedupe_key=dedupe_key_for(ns, row.natural_key),
-            )
+            dedupe_key = dedupe_key_for(ns, row.natural_key)
             # A natural key seen twice in one batch: the later row is the revision.
-            candidates[record.dedupe_key] = record
-
-        existing = {
-            values["dedupe_key"]: values
-            for values in UsageRecord.objects.filter(
-                organization=organization, dedupe_key__in=list(candidates)
-            ).values("dedupe_key", *UPDATABLE_FIELDS)
-        }
-        to_write: list[UsageRecord] = []
-        for dedupe_key, record in candidates.items():
-            old = existing.get(dedupe_key)
-            if old is None:
-                result.new += 1
-            elif all(getattr(record, name) == old[name] for name in UPDATABLE_FIELDS):
-                result.unchanged += 1
-                continue
-            else:
-                result.updated += 1
-                result.days.add(local_day(old["occurred_at"], tz))
-            result.days.add(local_day(record.occurred_at, tz))
-            to_write.append(record)
+            candidates[dedupe_key] = {
+                "organization_id": organization.pk,
+                "project_id": project_id,
+                "api_key_id": key.pk if key else None,
+                "provider_account_id": account.pk if account else None,
+                "source": source,
+                "occurred_at": row.occurred_at,
+                "bucket_seconds": row.bucket_seconds,
+                "model": row.model[:200],
+                "input_tokens": row.input_tokens,
+                "cache_read_tokens": row.cache_read_tokens,
+                "cache_write_tokens": row.cache_write_tokens,
+                "output_tokens": row.output_tokens,
+                "reasoning_tokens": row.reasoning_tokens,
+                "requests": row.requests,
+                "cost": cost,
+                "currency": row.currency,
+                "cost_source": cost_source,
+                "price_id": price.pk if price else None,
+                "raw_quota": row.raw_quota,
+                "status": row.status,
+                "error_code": row.error_code[:64],
+                "latency_ms": row.latency_ms,
+                "dedupe_key": dedupe_key,
+            }
         result.unchanged += len(chunk) - len(candidates)
-        if to_write:
-            UsageRecord.objects.bulk_create(
-                to_write,
-                update_conflicts=True,
-                unique_fields=["organization", "dedupe_key"],
-                update_fields=[name.removesuffix("_id") for name in UPDATABLE_FIELDS],
-            )
+        writer = _write_postgres if use_copy else _write_generic
+        result.add(writer(organization, candidates))
 
     if refresh_rollups and result.days:
         rollup_refresh_days(organization=organization, days=result.days)
     _touch_keys_last_used(keys.values(), rows)
+    return result
+
+
+def _write_generic(organization: Organization, candidates: dict[str, dict[str, Any]]) -> UpsertResult:
+    """Compare candidates with stored rows and bulk-upsert only the new and changed ones."""
+    tz = organization.zoneinfo
+    result = UpsertResult()
+    existing = {
+        values["dedupe_key"]: values
+        for values in UsageRecord.objects.filter(
+            organization=organization, dedupe_key__in=list(candidates)
+        ).values("dedupe_key", *UPDATABLE_FIELDS)
+    }
+    to_write: list[UsageRecord] = []
+    for dedupe_key, values in candidates.items():
+        old = existing.get(dedupe_key)
+        if old is None:
+            result.new += 1
+        elif all(values[name] == old[name] for name in UPDATABLE_FIELDS):
+            result.unchanged += 1
+            continue
+        else:
+            result.updated += 1
+            result.days.add(local_day(old["occurred_at"], tz))
+        result.days.add(local_day(values["occurred_at"], tz))
+        to_write.append(UsageRecord(**values))
+    if to_write:
+        UsageRecord.objects.bulk_create(
+            to_write,
+            update_conflicts=True,
+            unique_fields=["organization", "dedupe_key"],
+            update_fields=[name.removesuffix("_id") for name in UPDATABLE_FIELDS],
+        )
+    return result
+
+
+STAGE_TABLE = "qb_usage_stage"
+
+
+def _write_postgres(organization: Organization, candidates: dict[str, dict[str, Any]]) -> UpsertResult:
+    """Upsert a batch with COPY into a temporary table and one INSERT ... ON CONFLICT DO UPDATE.
+
+    Raw SQL because the ORM has neither COPY nor a conditional ON CONFLICT update. The update only
+    fires where a column differs (IS DISTINCT FROM), so re-reading stored rows writes nothing;
+    RETURNING (xmax = 0) tells inserted rows from updated ones.
+    """
+    tz = organization.zoneinfo
+    result = UpsertResult()
+    table = UsageRecord._meta.db_table
+    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    column_by_attname = {f.attname: str(f.column) for f in fields}
+    column_list = ", ".join(column_by_attname.values())
+    updatable = [column_by_attname[name] for name in UPDATABLE_FIELDS]
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} AS SELECT {column_list} FROM {table} WITH NO DATA"
+        )
+        cursor.execute(f"TRUNCATE {STAGE_TABLE}")
+        raw = cursor.connection  # psycopg connection: COPY is not in the DB-API
+        with raw.cursor().copy(f"COPY {STAGE_TABLE} ({column_list}) FROM STDIN") as copy:
+            for values in candidates.values():
+                copy.write_row(
+                    [
+                        field.get_db_prep_save(
+                            now if field.attname == "ingested_at" else values[field.attname], connection
+                        )
+                        for field in fields
+                    ]
+                )
+        # Rows that move to another time: their old local day must be recomputed too.
+        cursor.execute(
+            f"SELECT r.occurred_at FROM {table} r JOIN {STAGE_TABLE} s"
+            " ON r.organization_id = s.organization_id AND r.dedupe_key = s.dedupe_key"
+            " WHERE r.occurred_at <> s.occurred_at"
+        )
+        result.days.update(local_day(moved, tz) for (moved,) in cursor.fetchall())
+        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in [*updatable, "ingested_at"])
+        old_tuple = ", ".join(f"{table}.{c}" for c in updatable)
+        new_tuple = ", ".join(f"EXCLUDED.{c}" for c in updatable)
+        cursor.execute(
+            f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE_TABLE}"
+            f" ON CONFLICT (organization_id, dedupe_key) DO UPDATE SET {assignments}"
+            f" WHERE ({old_tuple}) IS DISTINCT FROM ({new_tuple})"
+            " RETURNING (xmax = 0), occurred_at"
+        )
+        for inserted, occurred_at in cursor.fetchall():
+            if inserted:
+                result.new += 1
+            else:
+                result.updated += 1
+            result.days.add(local_day(occurred_at, tz))
+    result.unchanged = len(candidates) - result.new - result.updated
     return result
 
 

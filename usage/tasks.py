@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.utils import timezone
 
-from projects.models import Organization
+from projects.models import AccountStatus, Organization, ProviderAccount
 
-from . import services
+from . import ingest, services
+from .models import RunStatus, Stream, StreamState
+from .providers.http import TransientProviderError
+from .providers.registry import connector_class
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
@@ -17,3 +23,95 @@ def rebuild_rollups(organization_id: int, since_iso: str | None = None) -> int:
     organization = Organization.objects.get(pk=organization_id)
     since = date.fromisoformat(since_iso) if since_iso else None
     return services.rollup_rebuild(organization=organization, since=since)
+
+
+# Not acks_late: an import can outlast the broker's visibility timeout, and a redelivered copy would
+# only find the job already claimed. A worker killed mid-import leaves the job "running"; re-upload
+# the file (re-importing adds nothing twice).
+@shared_task(soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def run_import(import_id: int) -> str:
+    """Run one queued file import (ImportJob pk); returns its final status, or "skipped" if claimed."""
+    from .imports import import_job_run
+
+    job = import_job_run(job_id=import_id)
+    return job.status if job else "skipped"
+
+
+class TransientIngestError(TransientProviderError):
+    """Raised by a task after a run failed transiently (429/5xx/timeout), so Celery retries it later."""
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(TransientIngestError, OperationalError),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=3,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def ingest_account_usage(account_id: int, since_iso: str | None = None, until_iso: str | None = None) -> str:
+    """Ingest one account's usage (from its cursor, or [since, until) when given); returns the run status.
+
+    Idempotent: rows upsert by natural key and a second copy of this task finds the lease taken.
+    """
+    account = ProviderAccount.objects.select_related("organization").filter(pk=account_id).first()
+    if account is None:
+        return "missing"
+    if since_iso:
+        end = datetime.fromisoformat(until_iso) if until_iso else timezone.now()
+        run = ingest.usage_ingest_window(account=account, start=datetime.fromisoformat(since_iso), end=end)
+    else:
+        run = ingest.usage_ingest_account(account=account)
+    if run.status == RunStatus.FAILED and run.error_kind == ingest.ErrorKind.TRANSIENT:
+        raise TransientIngestError(run.error)
+    return str(run.status)
+
+
+def due_accounts(*, stream: str, default_minutes: int, now: datetime) -> list[ProviderAccount]:
+    """Return active accounts whose ``stream`` is due, and book their next run (inside the caller's transaction).
+
+    Booking ``next_run_at`` at dispatch time keeps an overlapping beat from enqueuing twice.
+    """
+    field = "usage_interval_minutes" if stream == Stream.USAGE else "balance_interval_minutes"
+    accounts = list(
+        ProviderAccount.objects.filter(status=AccountStatus.ACTIVE)
+        .select_related("organization")
+        .order_by("pk")
+    )
+    states = {
+        state.provider_account_id: state
+        for state in StreamState.objects.filter(stream=stream, provider_account__in=accounts)
+    }
+    due = []
+    for account in accounts:
+        cls = connector_class(account.kind)
+        if (stream == Stream.USAGE and not cls.has_usage) or (
+            stream == Stream.BALANCE and not cls.has_balance
+        ):
+            continue
+        state = states.get(account.pk)
+        if state is not None and state.next_run_at is not None and state.next_run_at > now:
+            continue
+        minutes = getattr(account, field) or default_minutes
+        StreamState.objects.update_or_create(
+            provider_account=account,
+            stream=stream,
+            defaults={"next_run_at": now + timedelta(minutes=minutes)},
+        )
+        due.append(account)
+    return due
+
+
+@shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
+def dispatch_usage_ingests() -> int:
+    """Enqueue ``ingest_account_usage`` for every account that is due; returns how many were enqueued."""
+    with transaction.atomic():
+        due = due_accounts(
+            stream=Stream.USAGE, default_minutes=settings.CELERY_USAGE_INTERVAL_MINUTES, now=timezone.now()
+        )
+        for account in due:
+            # Enqueued only if the transaction commits (celery-types lacks delay_on_commit).
+            ingest_account_usage.delay_on_commit(account.pk)  # type: ignore[attr-defined]
+    return len(due)

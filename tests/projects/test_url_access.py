@@ -58,11 +58,43 @@ def url_kwargs_builders(t: Tenancy) -> dict[str, Callable[[], Any]]:
     def key_public_id() -> str:
         return str(factories.make_key(t.org, project=t.project).public_id)
 
+    def budget_public_id() -> str:
+        from billing.models import Budget
+
+        return str(Budget.objects.create(organization=t.org, project=t.project, monthly_amount=100).public_id)
+
+    def alert_public_id() -> str:
+        from billing.models import AlertEvent
+
+        return str(
+            AlertEvent.objects.create(
+                organization=t.org, kind="stale_data", period="2026-11", title="t", message="m"
+            ).public_id
+        )
+
+    def token_public_id() -> str:
+        from projects.services import ingest_token_create
+
+        return str(ingest_token_create(organization=t.org, name="walk", created_by=None)[0].public_id)
+
+    def import_public_id() -> str:
+        from projects.models import ImportJob
+
+        job = ImportJob.objects.create(
+            organization=t.org, format="csv", original_name="a.csv", stored_name="x"
+        )
+        return str(job.public_id)
+
     return {
         "org_slug": lambda: t.org.slug,
         "project_slug": lambda: t.project.slug,
         "account_slug": account_slug,
         "key_id": key_public_id,
+        "token_id": token_public_id,
+        "import_id": import_public_id,
+        "budget_id": budget_public_id,
+        "alert_id": alert_public_id,
+        "month": lambda: "2026-10",
     }
 
 

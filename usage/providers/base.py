@@ -7,9 +7,14 @@ demo data produce the same ``UsageRow``s, so there is one write path.
 
 from __future__ import annotations
 
+from abc import ABC
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import ClassVar
+
+from .http import ProviderHTTP
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,93 @@ class UsagePage:
 
     rows: list[UsageRow] = field(default_factory=list)
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """Billed cost for one UTC day and model, as a provider's cost report states it (the truth)."""
+
+    day: date
+    model: str
+    amount: Decimal
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key or token the provider lists, with the project it belongs to there (if any)."""
+
+    external_id: str
+    name: str
+    redacted_hint: str = ""
+    provider_project: str = ""
+
+
+@dataclass(frozen=True)
+class TopUpReading:
+    """One top-up order from a gateway's history; ``amount`` in the account currency."""
+
+    order_ref: str
+    amount: Decimal
+    status: str
+    created_at: datetime
+    credited_at: datetime | None = None
+    payment_method: str = ""
+    money_paid: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """What a connector needs to know about an account. ``credential`` is plaintext: never log or repr it."""
+
+    kind: str
+    base_url: str
+    credential: str = field(repr=False)
+    newapi_user_id: int | None = None
+    quota_per_unit: int = 500_000
+    currency: str = "USD"
+    # Known key ids (OpenRouter key hashes): usage is read per key to attribute it.
+    key_ids: tuple[str, ...] = ()
+
+
+class Connector(ABC):
+    """One provider kind's client and parsers. Every method raises ``ProviderError`` subclasses only.
+
+    ``fetch_usage`` yields pages for [start, end) (UTC); ``fetch_costs`` returns billed cost lines for
+    the UTC days touching the window where the provider has a cost report (else an empty list).
+    """
+
+    kind: ClassVar[str]
+    # How far back each run re-reads, so late and revised provider data is picked up.
+    overlap: ClassVar[timedelta] = timedelta(hours=6)
+    # Longest window fetched (and committed with the cursor) in one step.
+    chunk: ClassVar[timedelta] = timedelta(days=1)
+    has_usage: ClassVar[bool] = True
+    has_balance: ClassVar[bool] = True
+    has_costs: ClassVar[bool] = False
+    has_topups: ClassVar[bool] = False
+
+    def __init__(self, config: AccountConfig, http: ProviderHTTP | None = None) -> None:
+        self.config = config
+        self.http = http or ProviderHTTP(config.base_url, secret=config.credential, headers=self.headers())
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.credential}", "Accept": "application/json"}
+
+    def close(self) -> None:
+        self.http.close()
+
+    def fetch_balance(self) -> list[BalanceReading]:
+        return []
+
+    def fetch_usage(self, start: datetime, end: datetime) -> Iterator[UsagePage]:
+        return iter(())
+
+    def fetch_costs(self, start: datetime, end: datetime) -> list[CostLine]:
+        return []
+
+    def list_keys(self) -> list[KeyInfo]:
+        return []
+
+    def fetch_topups(self) -> list[TopUpReading]:
+        return []

@@ -1,0 +1,503 @@
+"""`make bench`: ingest and dashboard figures at scale on PostgreSQL, each beside a baseline from the same run.
+
+Builds N usage records (BENCH_ROWS, default 1,000,000) in a throwaway PostgreSQL database through the
+project's own ingest path, then prints one table of figures with their baselines and ratios and writes
+them to bench/results/<timestamp>.json. Machines here are shared and noisy: compare ratios, not seconds.
+
+Environment: BENCH_ROWS, BENCH_PG_URL (server URL without database, default
+postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the database for inspection.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+DB_NAME = f"qb_bench_{os.getpid()}"
+CHUNK = 50_000
+MODELS = [
+    ("gpt-4o", Decimal("2.5"), Decimal("10")),
+    ("gpt-4o-mini", Decimal("0.15"), Decimal("0.6")),
+    ("gpt-4.1", Decimal("2"), Decimal("8")),
+    ("o4-mini", Decimal("1.1"), Decimal("4.4")),
+    ("claude-sonnet-4-5", Decimal("3"), Decimal("15")),
+    ("claude-haiku-4-5", Decimal("1"), Decimal("5")),
+    ("deepseek-chat", Decimal("0.28"), Decimal("0.42")),
+    ("gemini-2.5-flash", Decimal("0.3"), Decimal("2.5")),
+]
+ORGS = [("bench-a", "UTC"), ("bench-b", "America/New_York"), ("bench-c", "Asia/Shanghai")]
+
+
+def _setup_django() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    os.environ["DATABASE_URL"] = f"{PG_URL}/{DB_NAME}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("QB_VAR_DIR", tempfile.mkdtemp(prefix="qb-bench-"))
+    os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
+    os.environ["QB_COLLECTSTATIC"] = "0"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _drop_database() -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    if os.environ.get("BENCH_KEEP"):
+        print(f"kept database {DB_NAME}")
+        return
+    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline_name: str = ""
+    baseline: float | None = None
+    target: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    # "value/baseline" (throughput, share of a baseline's time) or "baseline/value" (how many times faster).
+    ratio_kind: str = "value/baseline"
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline or not self.value:
+            return None
+        return (
+            self.value / self.baseline if self.ratio_kind == "value/baseline" else self.baseline / self.value
+        )
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+@dataclass
+class World:
+    orgs: list[Any]
+    accounts: list[Any]
+    keys: dict[int, list[str]]
+    users: list[Any]
+
+
+def _build_world() -> World:
+    from django.contrib.auth.models import User
+
+    from projects.models import ApiKey, Membership, Organization, Project, ProviderAccount
+    from usage.models import ModelPrice
+
+    orgs, accounts, users, keys = [], [], [], {}
+    for slug, tz in ORGS:
+        org = Organization.objects.create(name=slug.title(), slug=slug, timezone=tz)
+        user = User.objects.create_user(f"{slug}-admin", password="bench")
+        Membership.objects.create(user=user, organization=org, role="admin")
+        projects = [
+            Project.objects.create(organization=org, name=f"Project {n}", slug=f"project-{n}")
+            for n in range(5)
+        ]
+        account = ProviderAccount(
+            organization=org, kind="openai", name="OpenAI", slug="openai", base_url="http://127.0.0.1:9"
+        )
+        account.set_credential("bench-secret")
+        account.save()
+        names = [f"key-{n:02d}" for n in range(20)]
+        ApiKey.objects.bulk_create(
+            [
+                ApiKey(
+                    organization=org,
+                    provider_account=account,
+                    name=name,
+                    external_id=name,
+                    project=projects[n % 5] if n < 18 else None,
+                )
+                for n, name in enumerate(names)
+            ]
+        )
+        orgs.append(org)
+        accounts.append(account)
+        users.append(user)
+        keys[org.pk] = names
+    for model, inp, out in MODELS:
+        ModelPrice.objects.create(
+            provider_kind="openai",
+            model=model,
+            effective_from=date(2020, 1, 1),
+            input_per_1m=inp,
+            output_per_1m=out,
+            cache_read_per_1m=inp / 10,
+            source="bench",
+        )
+    return World(orgs, accounts, keys, users)
+
+
+def _rows(
+    world: World, org_index: int, count: int, seed: int, end: datetime, days: int = 90
+) -> Iterator[Any]:
+    """Deterministic synthetic usage rows for one org: one request each, cost from quota like a gateway."""
+    from usage.providers.base import UsageRow
+
+    rng = random.Random(seed)
+    org = world.orgs[org_index]
+    names = world.keys[org.pk]
+    span = days * 86400
+    for n in range(count):
+        model = MODELS[rng.randrange(len(MODELS))][0]
+        prompt = rng.randrange(50, 8000)
+        cached = prompt // 3 if rng.random() < 0.4 else 0
+        completion = rng.randrange(10, 2000)
+        quota = rng.randrange(100, 200_000)
+        failed = rng.random() < 0.03
+        yield UsageRow(
+            occurred_at=end - timedelta(seconds=rng.randrange(span)),
+            model=model,
+            natural_key=f"{seed}:{n}",
+            input_tokens=prompt,
+            cache_read_tokens=cached,
+            output_tokens=0 if failed else completion,
+            cost=Decimal(0) if failed else Decimal(quota) / Decimal(500000),
+            raw_quota=0 if failed else quota,
+            status="error" if failed else "success",
+            error_code="429" if failed else "",
+            latency_ms=rng.randrange(200, 30000),
+            key_external_id=names[rng.randrange(len(names))],
+        )
+
+
+def _chunks(iterator: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in iterator:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def bench_ingest(world: World, figures: list[Figure], end: datetime) -> None:
+    from django.db import connection
+
+    from usage.models import UsageRecord
+    from usage.services import dedupe_key_for, rollup_rebuild, usage_rows_upsert
+
+    per_org = ROWS // len(world.orgs)
+    # Baseline: raw COPY of the same rows (already converted to column values) into a copy of the
+    # usage table with the same primary key and unique natural-key index.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE bench_copy (LIKE usage_usagerecord INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES INCLUDING CONSTRAINTS)"
+        )
+    copy_seconds = 0.0
+    ingest_seconds = 0.0
+    new = 0
+    for index, org in enumerate(world.orgs):
+        account = world.accounts[index]
+        for chunk in _chunks(_rows(world, index, per_org, seed=index, end=end), CHUNK):
+            values = [
+                (
+                    org.pk,
+                    "connector",
+                    row.occurred_at,
+                    0,
+                    row.model,
+                    row.input_tokens,
+                    row.cache_read_tokens,
+                    0,
+                    row.output_tokens,
+                    0,
+                    1,
+                    int((row.cost or 0) * 10**10),
+                    "USD",
+                    "provider",
+                    row.raw_quota,
+                    row.status,
+                    row.error_code,
+                    row.latency_ms,
+                    dedupe_key_for(f"account:{account.pk}", row.natural_key),
+                    row.occurred_at,
+                    account.pk,
+                )
+                for row in chunk
+            ]
+            columns = (
+                "organization_id, source, occurred_at, bucket_seconds, model, input_tokens, cache_read_tokens,"
+                " cache_write_tokens, output_tokens, reasoning_tokens, requests, cost, currency, cost_source,"
+                " raw_quota, status, error_code, latency_ms, dedupe_key, ingested_at, provider_account_id"
+            )
+            start = time.perf_counter()
+            with (
+                connection.cursor() as cursor,
+                cursor.connection.cursor().copy(f"COPY bench_copy ({columns}) FROM STDIN") as copy,
+            ):
+                for value in values:
+                    copy.write_row(value)
+            copy_seconds += time.perf_counter() - start
+            seconds, result = _timed(
+                lambda chunk=chunk, org=org, account=account: usage_rows_upsert(
+                    organization=org, rows=chunk, account=account, refresh_rollups=False
+                )
+            )
+            ingest_seconds += seconds
+            new += result.new
+        print(f"  ingested {org.slug}: {new:,} rows so far", flush=True)
+    stored = UsageRecord.objects.count()
+    assert stored == new, (stored, new)
+    figures.append(
+        Figure(
+            "bulk ingest (usage_rows_upsert)",
+            stored / ingest_seconds,
+            "rows/s",
+            "raw COPY",
+            stored / copy_seconds,
+            "≥ 0.4×",
+        )
+    )
+
+    # Re-ingest the first org's rows: nothing may change.
+    first = world.orgs[0]
+    seconds_first = 0.0
+    seconds_again = 0.0
+    unchanged = 0
+    for chunk in _chunks(_rows(world, 0, per_org, seed=0, end=end), CHUNK):
+        t, result = _timed(
+            lambda chunk=chunk: usage_rows_upsert(
+                organization=first, rows=chunk, account=world.accounts[0], refresh_rollups=False
+            )
+        )
+        seconds_again += t
+        unchanged += result.unchanged
+        assert result.new == 0 and result.updated == 0, result
+    seconds_first = ingest_seconds / len(world.orgs)
+    figures.append(
+        Figure(
+            "re-ingest of stored rows",
+            seconds_again,
+            "s",
+            "first ingest",
+            seconds_first,
+            "≤ 0.5×",
+            {"unchanged": unchanged},
+        )
+    )
+
+    # Rollups: full rebuild, then upkeep for 100k new rows landing in the last two days.
+    rebuild_seconds = 0.0
+    for org in world.orgs:
+        t, _ = _timed(lambda org=org: rollup_rebuild(organization=org))
+        rebuild_seconds += t
+    fresh = list(_rows(world, 1, 100_000, seed=99, end=end, days=2))
+    t_plain, _ = _timed(
+        lambda: usage_rows_upsert(
+            organization=world.orgs[1], rows=fresh, account=world.accounts[1], refresh_rollups=False
+        )
+    )
+    fresh2 = [row.__class__(**{**row.__dict__, "natural_key": "b" + row.natural_key}) for row in fresh]
+    t_with, _ = _timed(
+        lambda: usage_rows_upsert(
+            organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
+        )
+    )
+    figures.append(
+        Figure(
+            "rollup upkeep per 100k new rows",
+            max(0.0, t_with - t_plain),
+            "s",
+            "full rebuild",
+            rebuild_seconds,
+            "≤ 1.5 s",
+        )
+    )
+
+
+def _naive_sql(org: Any, start: date, end: date) -> tuple[str, list[Any]]:
+    return (
+        "SELECT (occurred_at AT TIME ZONE %s)::date AS day, model, SUM(cost), SUM(requests) FROM usage_usagerecord"
+        " WHERE organization_id = %s AND occurred_at >= %s AND occurred_at < %s GROUP BY 1, 2",
+        [
+            org.timezone,
+            org.pk,
+            datetime.combine(start, datetime.min.time(), tzinfo=UTC) - timedelta(days=1),
+            datetime.combine(end, datetime.min.time(), tzinfo=UTC) + timedelta(days=2),
+        ],
+    )
+
+
+def bench_dashboard(world: World, figures: list[Figure], runs: int = 15) -> None:
+    import duckdb
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from usage import selectors
+
+    org = world.orgs[1]
+    today = datetime.now(UTC).date()
+    flt = selectors.UsageFilter(start=today - timedelta(days=29), end=today)
+
+    # Baseline 1: the naive GROUP BY over raw rows. Baseline 2: DuckDB scanning the same raw rows in memory.
+    sql, params = _naive_sql(org, flt.start, flt.end)
+    naive = []
+    for _ in range(5):
+        with connection.cursor() as cursor:
+            t, _ = _timed(lambda: (cursor.execute(sql, params), cursor.fetchall()))
+        naive.append(t)
+    with tempfile.NamedTemporaryFile(suffix=".csv") as dump:
+        with (
+            connection.cursor() as cursor,
+            cursor.connection.cursor().copy(
+                "COPY (SELECT organization_id, occurred_at, model, cost, requests FROM usage_usagerecord) TO STDOUT WITH CSV"
+            ) as copy,
+        ):
+            for data in copy:
+                dump.write(data)
+        dump.flush()
+        duck = duckdb.connect()
+        duck.execute(
+            f"CREATE TABLE raw AS SELECT * FROM read_csv('{dump.name}', columns={{'organization_id':'BIGINT','occurred_at':'TIMESTAMPTZ','model':'VARCHAR','cost':'BIGINT','requests':'BIGINT'}})"
+        )
+    duck_sql = (
+        "SELECT CAST(timezone(?, occurred_at) AS DATE) AS day, model, SUM(cost), SUM(requests) FROM raw"
+        " WHERE organization_id = ? AND occurred_at >= ? AND occurred_at < ? GROUP BY 1, 2"
+    )
+    duck_times = []
+    for _ in range(5):
+        t, _ = _timed(lambda: duck.execute(duck_sql, [org.timezone, org.pk, params[2], params[3]]).fetchall())
+        duck_times.append(t)
+
+    panels: dict[str, Callable[[], Any]] = {
+        "spend by day x model": lambda: selectors.spend_by_day(
+            organization=org, flt=flt, currency="USD", group_by="model"
+        ),
+        "top models": lambda: selectors.top_models(organization=org, flt=flt, currency="USD"),
+        "top projects": lambda: selectors.top_projects(organization=org, flt=flt, currency="USD"),
+        "totals": lambda: selectors.spend_totals(organization=org, flt=flt),
+    }
+    naive_p50 = statistics.median(naive)
+    duck_p50 = statistics.median(duck_times)
+    for name, fn in panels.items():
+        samples = [_timed(fn)[0] for _ in range(runs)]
+        p50, p95 = _percentiles(samples)
+        figures.append(
+            Figure(
+                f"panel {name} p95",
+                p95 * 1000,
+                "ms",
+                "naive GROUP BY raw p50",
+                naive_p50 * 1000,
+                "≤ 100 ms; ≥ 15× faster",
+                {"p50_ms": p50 * 1000, "x_faster_than_duckdb_p50": duck_p50 / p50},
+                ratio_kind="baseline/value",
+            )
+        )
+
+    client = Client()
+    client.force_login(world.users[1])
+    pages = {"overview": reverse("overview", kwargs={"org_slug": org.slug})}
+    for name in ("usage_explorer", "data_sources", "balance_list", "budget_list", "month_review"):
+        try:
+            pages[name] = reverse(name, kwargs={"org_slug": org.slug})
+        except Exception:
+            continue
+    for name, url in pages.items():
+        samples = []
+        queries = 0
+        size = 0
+        for _ in range(runs):
+            with CaptureQueriesContext(connection) as ctx:
+                t, response = _timed(lambda url=url: client.get(url))
+            samples.append(t)
+            queries = len(ctx.captured_queries)
+            size = len(gzip.compress(response.content))
+        p50, p95 = _percentiles(samples)
+        figures.append(
+            Figure(
+                f"page {name} p95",
+                p95 * 1000,
+                "ms",
+                "",
+                None,
+                "≤ 150 ms",
+                {"p50_ms": p50 * 1000, "queries": queries, "html_gzip_bytes": size},
+            )
+        )
+
+
+def _print(figures: list[Figure]) -> None:
+    print()
+    print(f"{'figure':44} {'value':>14} {'baseline':>36} {'ratio':>8}  target")
+    for f in figures:
+        base = f"{f.baseline:,.1f} ({f.baseline_name})" if f.baseline is not None else ""
+        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
+        print(f"{f.name:44} {f.value:>10,.1f} {f.unit:<3} {base:>36} {ratio:>8}  {f.target}")
+        if f.extra:
+            print(
+                f"{'':44} {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in f.extra.items()})}"
+            )
+
+
+def main() -> None:
+    print(f"Quotaboard bench: {ROWS:,} usage records in throwaway PostgreSQL database {DB_NAME}")
+    _setup_django()
+    figures: list[Figure] = []
+    try:
+        end = datetime.now(UTC)
+        world = _build_world()
+        bench_ingest(world, figures, end)
+        bench_dashboard(world, figures)
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures.append(Figure("peak RSS of the bench process", rss_mb, "MB"))
+    finally:
+        _drop_database()
+    _print(figures)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{ROWS}.json"
+    out.write_text(
+        json.dumps(
+            {"rows": ROWS, "figures": [f.__dict__ | {"ratio": f.ratio} for f in figures]},
+            indent=2,
+            default=str,
+        )
+    )
+    print(f"\nwritten {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Billing forms: budgets, top-ups, CSV import, console balances, auto-recharge rules.
+
+Every amount is a Decimal form field (no float on the way in); messages say what to fix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db.models import QuerySet
+
+from projects.models import Organization, Project, ProviderAccount, validate_currency
+
+from .models import AutoRechargeRule, Budget, TopUpStatus
+from .rules import parse_thresholds
+
+
+def amount_field(**kwargs: Any) -> forms.DecimalField:
+    """A Decimal amount input: up to 10 integer digits and 6 decimals (never a float)."""
+    return forms.DecimalField(max_digits=16, decimal_places=6, **kwargs)
+
+
+POSITIVE = "Amount must be greater than 0"
+
+
+def _positive(value: Decimal | None, *, required: bool = True) -> Decimal | None:
+    if value is None:
+        if required:
+            raise ValidationError(POSITIVE)
+        return None
+    if value <= 0:
+        raise ValidationError(POSITIVE)
+    return value
+
+
+def _email_lines(text: str) -> str:
+    emails = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+    bad = []
+    for email in emails:
+        try:
+            validate_email(email)
+        except ValidationError:
+            bad.append(email)
+    if bad:
+        raise ValidationError(f"Not an e-mail address: {', '.join(bad[:3])}")
+    return "\n".join(emails)
+
+
+class BudgetForm(forms.ModelForm):  # type: ignore[type-arg]
+    monthly_amount = amount_field(
+        label="Monthly amount",
+        error_messages={"invalid": "Enter the amount as a number, e.g. 200"},
+    )
+    daily_amount = amount_field(
+        label="Daily amount (optional)",
+        required=False,
+        error_messages={"invalid": "Enter the amount as a number, e.g. 20"},
+    )
+    thresholds = forms.CharField(
+        initial="50, 80, 100", help_text="Percentages of the budget that alert, once per period."
+    )
+    notify_members = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Notify members",
+    )
+
+    class Meta:
+        model = Budget
+        fields = [
+            "project",
+            "name",
+            "monthly_amount",
+            "daily_amount",
+            "currency",
+            "model",
+            "thresholds",
+            "notify_members",
+            "recipients",
+            "webhook_url",
+        ]
+        labels = {"recipients": "Extra e-mail recipients", "webhook_url": "Webhook URL (optional)"}
+        widgets = {"recipients": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(
+        self,
+        *args: Any,
+        organization: Organization,
+        projects: QuerySet[Project],
+        allow_org: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        project_field: forms.ModelChoiceField = self.fields["project"]  # type: ignore[type-arg,assignment]
+        project_field.queryset = projects
+        project_field.required = not allow_org
+        project_field.empty_label = "Whole organization" if allow_org else None
+        project_field.help_text = "Empty: the whole organization." if allow_org else "Projects you own."
+        members_field: forms.ModelMultipleChoiceField = self.fields["notify_members"]  # type: ignore[type-arg,assignment]
+        members_field.queryset = User.objects.filter(memberships__organization=organization).order_by(
+            "username"
+        )
+        if not self.is_bound and self.instance.pk is None:
+            self.initial.setdefault("currency", organization.currency)
+        if self.instance.pk is not None and isinstance(self.instance.thresholds, list):
+            self.initial["thresholds"] = ", ".join(str(t) for t in self.instance.thresholds)
+
+    def clean_monthly_amount(self) -> Decimal | None:
+        return _positive(self.cleaned_data.get("monthly_amount"))
+
+    def clean_daily_amount(self) -> Decimal | None:
+        return _positive(self.cleaned_data.get("daily_amount"), required=False)
+
+    def clean_thresholds(self) -> list[int]:
+        try:
+            return parse_thresholds(self.cleaned_data.get("thresholds", ""))
+        except ValueError as exc:
+            raise ValidationError(f"Thresholds: {exc}") from exc
+
+    def clean_currency(self) -> str:
+        code = str(self.cleaned_data.get("currency", "")).strip().upper()
+        validate_currency(code)
+        return code
+
+    def clean_recipients(self) -> str:
+        return _email_lines(self.cleaned_data.get("recipients", ""))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        monthly, daily = cleaned.get("monthly_amount"), cleaned.get("daily_amount")
+        if monthly is not None and daily is not None and daily > monthly:
+            self.add_error("daily_amount", "The daily amount cannot be larger than the monthly amount")
+        return cleaned
+
+
+class TopUpForm(forms.Form):
+    account = forms.ModelChoiceField(queryset=ProviderAccount.objects.none(), empty_label=None)
+    amount = amount_field(help_text="Paid amount (or the granted amount for a grant).")
+    bonus = amount_field(required=False, min_value=Decimal(0), help_text="Bonus credit or voucher, if any.")
+    currency = forms.CharField(max_length=3, required=False, help_text="Empty: the account's currency.")
+    status = forms.ChoiceField(choices=TopUpStatus.choices, initial=TopUpStatus.CREDITED)
+    kind = forms.ChoiceField(choices=[("paid", "Paid"), ("grant", "Granted credit")], initial="paid")
+    order_ref = forms.CharField(max_length=200, required=False, label="Order number")
+    payment_method = forms.CharField(max_length=64, required=False)
+    purchased_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    expires_on = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Empty: OpenAI credits expire one year after purchase; others never.",
+    )
+    is_auto_recharge = forms.BooleanField(required=False, label="This was an auto-recharge")
+    note = forms.CharField(max_length=300, required=False)
+
+    def __init__(self, *args: Any, organization: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        self.fields["account"].queryset = ProviderAccount.objects.filter(organization=organization)  # type: ignore[attr-defined]
+
+    def clean_amount(self) -> Decimal | None:
+        return _positive(self.cleaned_data.get("amount"))
+
+    def clean_currency(self) -> str:
+        code = str(self.cleaned_data.get("currency", "")).strip().upper()
+        if code:
+            validate_currency(code)
+        return code
+
+    def local_midnight(self, name: str) -> datetime | None:
+        day = self.cleaned_data.get(name)
+        return datetime.combine(day, time.min, tzinfo=self.organization.zoneinfo) if day else None
+
+
+class TopUpImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row; up to 20 MB.")
+
+
+class ConsoleBalanceForm(forms.Form):
+    remaining = amount_field(min_value=Decimal(0), label="Balance shown in the provider console")
+    taken_at = forms.DateTimeField(
+        label="Read at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), required=False
+    )
+
+
+class AutoRechargeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
+    threshold = amount_field(min_value=Decimal(0), label="Recharge when the balance falls below")
+    amount = amount_field(label="Recharge amount")
+    monthly_limit = amount_field(required=False, min_value=Decimal(0), label="Monthly limit (optional)")
+
+    class Meta:
+        model = AutoRechargeRule
+        fields = ["enabled", "threshold", "amount", "monthly_limit"]
+
+    def clean_amount(self) -> Decimal | None:
+        return _positive(self.cleaned_data.get("amount"))

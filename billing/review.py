@@ -1,0 +1,809 @@
+"""Month review reads (issue 6): one organization month against the previous one, for finance.
+
+Everything aggregates the daily rollup in SQL (``usage.models.UsageDaily``) and reuses the analytics
+selectors (``usage.selectors``) and the budget variance/forecast rules (``billing.selectors``/``rules``).
+Months are the organization's local months: ``UsageDaily.day`` is already a local date, and instants
+(balance snapshots, top-ups) are compared with the local month's bounds converted to UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import OuterRef, Q, Subquery, Sum
+
+from projects.models import Organization, Project, ProviderAccount
+from projects.money import format_money, safe_ratio
+from usage.models import RecordStatus, StreamState, UsageDaily
+from usage.selectors import (
+    CurrencyTotal,
+    DailySpend,
+    HeatCell,
+    TokenSummary,
+    UnitCostPoint,
+    UsageFilter,
+    currencies_in_use,
+    daily_rollups,
+    peak_hours,
+    spend_by_day,
+    spend_totals,
+    token_summary,
+    tokens_by_period,
+    unit_cost_by_period,
+)
+from usage.services import local_day_bounds
+
+from . import rules
+from .models import BalanceSnapshot, Budget, TopUp, TopUpStatus
+from .selectors import BudgetVariance, SpendGrid, budget_variances, budgets_for_org, spend_grid
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+MONTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
+# A cost driver's model "shifted the mix" when its share of requests rose by at least this many points.
+MIX_SHIFT_POINTS = Decimal(10)
+# A cache hit rate drop worth naming, in percentage points.
+CACHE_DROP_POINTS = Decimal(10)
+DRIVER_LIMIT = 5
+PEAK_LIMIT = 3
+
+
+# --- Months -----------------------------------------------------------------------------------------
+
+
+def parse_month(text: str) -> date | None:
+    """Return the first day of ``YYYY-MM`` (None when malformed or out of range)."""
+    match = MONTH_PATTERN.match(text)
+    if not match:
+        return None
+    year, month = int(match.group(1)), int(match.group(2))
+    if not (1 <= month <= 12 and 2000 <= year <= 2999):
+        return None
+    return date(year, month, 1)
+
+
+def month_label(month: date) -> str:
+    return f"{month:%Y-%m}"
+
+
+@dataclass(frozen=True)
+class MonthWindow:
+    """A local month: first/last local day, its UTC bounds [start, end), and where today is."""
+
+    month: date
+    first: date
+    last: date
+    start: datetime
+    end: datetime
+    today: date
+
+    @property
+    def is_open(self) -> bool:
+        """The month has not ended yet in the organization's zone (it cannot be closed)."""
+        return self.today <= self.last
+
+    @property
+    def is_current(self) -> bool:
+        return self.first <= self.today <= self.last
+
+    @property
+    def previous(self) -> date:
+        return rules.add_months(self.month, -1)
+
+    @property
+    def next(self) -> date:
+        return rules.add_months(self.month, 1)
+
+    @property
+    def label(self) -> str:
+        return month_label(self.month)
+
+    @property
+    def flt(self) -> UsageFilter:
+        return UsageFilter(start=self.first, end=self.last)
+
+
+def month_window(*, organization: Organization, month: date, today: date) -> MonthWindow:
+    first, last = rules.month_bounds(month)
+    start, end = local_day_bounds(first, last, organization.zoneinfo)
+    return MonthWindow(month=first, first=first, last=last, start=start, end=end, today=today)
+
+
+# --- Totals -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurrencyChange:
+    """Spend in one currency this month and last; ``change_percent`` None when last month had none."""
+
+    currency: str
+    cost: Decimal
+    previous_cost: Decimal
+    requests: int
+    previous_requests: int
+    unpriced_requests: int
+
+    @property
+    def change(self) -> Decimal:
+        return self.cost - self.previous_cost
+
+    @property
+    def change_percent(self) -> Decimal | None:
+        ratio = safe_ratio(self.change, self.previous_cost)
+        return None if ratio is None else ratio * HUNDRED
+
+
+def totals_with_change(
+    current: Sequence[CurrencyTotal], previous: Sequence[CurrencyTotal]
+) -> list[CurrencyChange]:
+    """Pair each currency's totals with last month's; a currency present in either month appears."""
+    before = {t.currency: t for t in previous}
+    now = {t.currency: t for t in current}
+    result = []
+    for currency in [t.currency for t in current] + [c for c in before if c not in now]:
+        cur, prev = now.get(currency), before.get(currency)
+        result.append(
+            CurrencyChange(
+                currency=currency,
+                cost=cur.cost if cur else ZERO,
+                previous_cost=prev.cost if prev else ZERO,
+                requests=cur.requests if cur else 0,
+                previous_requests=prev.requests if prev else 0,
+                unpriced_requests=cur.unpriced_requests if cur else 0,
+            )
+        )
+    return result
+
+
+# --- Breakdown by project and by model, with budgets ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    """Spend of one project (or model) in one currency, with the matching budget's variance.
+
+    ``forecast`` only for the open month: month-to-date + trailing 7-day average x days left.
+    """
+
+    label: str
+    currency: str
+    actual: Decimal
+    previous: Decimal
+    forecast: Decimal | None
+    budget: BudgetVariance | None
+
+    @property
+    def change(self) -> Decimal:
+        return self.actual - self.previous
+
+
+def _sum_daily(series: Sequence[Mapping[date, Decimal]]) -> dict[date, Decimal]:
+    total: dict[date, Decimal] = {}
+    for days in series:
+        for day, cost in days.items():
+            total[day] = total.get(day, ZERO) + cost
+    return total
+
+
+def _breakdown(
+    *,
+    grid: SpendGrid,
+    window: MonthWindow,
+    dimension: str,
+    labels: Mapping[object, str],
+    budgets: Mapping[tuple[object, str], BudgetVariance],
+) -> list[BreakdownRow]:
+    """Group the grid by project id or model and currency; one row per group with spend or a budget."""
+    groups: dict[tuple[object, str], list[dict[date, Decimal]]] = {}
+    for (project_id, model, currency), days in grid.by_day.items():
+        key: object = project_id if dimension == "project" else model
+        groups.setdefault((key, currency), []).append(days)
+    for budget_key in budgets:
+        groups.setdefault(budget_key, [])
+    prev_first, prev_last = rules.month_bounds(window.previous)
+    end = min(window.today, window.last)
+    rows = []
+    for (key, currency), series in groups.items():
+        daily = _sum_daily(series)
+        actual = sum((c for d, c in daily.items() if window.first <= d <= end), ZERO)
+        previous = sum((c for d, c in daily.items() if prev_first <= d <= prev_last), ZERO)
+        forecast = None
+        if window.is_current:
+            average = rules.trailing_average(daily, today=window.today)
+            forecast = rules.month_forecast(month_to_date=actual, average_daily=average, today=window.today)
+        budget = budgets.get((key, currency))
+        if not (actual or previous or budget):
+            continue
+        rows.append(
+            BreakdownRow(
+                label=labels.get(key, "Unassigned") if dimension == "project" else str(key),
+                currency=currency,
+                actual=actual,
+                previous=previous,
+                forecast=forecast,
+                budget=budget,
+            )
+        )
+    rows.sort(key=lambda r: (r.currency, -r.actual, r.label))
+    return rows
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    projects: list[BreakdownRow]
+    models: list[BreakdownRow]
+    organization_budgets: list[BudgetVariance]
+
+
+def spend_breakdown(*, organization: Organization, window: MonthWindow) -> Breakdown:
+    """Return spend by project and by model (per currency) with budget, variance and forecast.
+
+    Budgets attach to rows they describe exactly: a project budget without a model scope to its
+    project row, an organization budget limited to one model to that model's row; organization-wide
+    budgets are returned separately. One grid query covers last month, this month and the trailing window.
+    """
+    today = window.today
+    grid_start = window.previous
+    grid_end = min(window.last, today) if window.is_current else window.last
+    grid = spend_grid(organization=organization, start=grid_start, end=grid_end)
+    budgets: list[Budget] = budgets_for_org(organization=organization)
+    variances = budget_variances(budgets=budgets, grid=grid, month=window.month, today=today)
+    by_project: dict[tuple[object, str], BudgetVariance] = {}
+    by_model: dict[tuple[object, str], BudgetVariance] = {}
+    org_wide = []
+    for variance in variances:
+        budget = variance.budget
+        if budget.project_id is not None and not budget.model:
+            by_project.setdefault((budget.project_id, budget.currency), variance)
+        elif budget.project_id is None and budget.model:
+            by_model.setdefault((budget.model, budget.currency), variance)
+        elif budget.project_id is None:
+            org_wide.append(variance)
+    project_ids: set[int] = {pid for pid, _model, _cur in grid.by_day if pid is not None} | {
+        pid for pid, _cur in by_project if isinstance(pid, int)
+    }
+    names: dict[object, str] = dict(
+        Project.objects.filter(organization=organization, pk__in=project_ids).values_list("pk", "name")
+    )
+    return Breakdown(
+        projects=_breakdown(grid=grid, window=window, dimension="project", labels=names, budgets=by_project),
+        models=_breakdown(grid=grid, window=window, dimension="model", labels={}, budgets=by_model),
+        organization_budgets=org_wide,
+    )
+
+
+# --- Unit cost, tokens, failures, peaks -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitCostChange:
+    currency: str
+    current: UnitCostPoint | None
+    previous: UnitCostPoint | None
+
+    @property
+    def per_request(self) -> Decimal | None:
+        return self.current.per_request if self.current else None
+
+    @property
+    def previous_per_request(self) -> Decimal | None:
+        return self.previous.per_request if self.previous else None
+
+    @property
+    def per_1m(self) -> Decimal | None:
+        return self.current.per_1m_tokens if self.current else None
+
+    @property
+    def previous_per_1m(self) -> Decimal | None:
+        return self.previous.per_1m_tokens if self.previous else None
+
+    @staticmethod
+    def _change(new: Decimal | None, old: Decimal | None) -> Decimal | None:
+        if new is None or old is None:
+            return None
+        ratio = safe_ratio(new - old, old)
+        return None if ratio is None else ratio * HUNDRED
+
+    @property
+    def per_request_change(self) -> Decimal | None:
+        return self._change(
+            self.current.per_request if self.current else None,
+            self.previous.per_request if self.previous else None,
+        )
+
+    @property
+    def per_1m_change(self) -> Decimal | None:
+        return self._change(
+            self.current.per_1m_tokens if self.current else None,
+            self.previous.per_1m_tokens if self.previous else None,
+        )
+
+
+def unit_cost_change(*, organization: Organization, window: MonthWindow, currency: str) -> UnitCostChange:
+    """Cost per request and per 1M tokens this month and last (``unit_cost_by_period`` by month)."""
+    flt = UsageFilter(start=window.previous, end=window.last)
+    points = unit_cost_by_period(organization=organization, flt=flt, currency=currency, granularity="month")
+    overall = {p.period: p for p in points if p.label == "All"}
+    return UnitCostChange(currency, overall.get(window.month), overall.get(window.previous))
+
+
+@dataclass(frozen=True)
+class TokenChange:
+    current: TokenSummary | None
+    previous: TokenSummary | None
+
+
+def token_change(*, organization: Organization, window: MonthWindow) -> TokenChange:
+    """Token structure (input:output ratio, cache hit rate) this month and last; one query."""
+    flt = UsageFilter(start=window.previous, end=window.last)
+    periods = tokens_by_period(organization=organization, flt=flt, granularity="month")
+    current = [p for p in periods if p.period == window.month]
+    previous = [p for p in periods if p.period == window.previous]
+    return TokenChange(token_summary(current), token_summary(previous))
+
+
+@dataclass(frozen=True)
+class FailedCost:
+    currency: str
+    cost: Decimal
+    requests: int
+    total_requests: int
+
+    @property
+    def share(self) -> Decimal | None:
+        ratio = safe_ratio(Decimal(self.requests), Decimal(self.total_requests))
+        return None if ratio is None else ratio * HUNDRED
+
+
+def failed_request_cost(*, organization: Organization, window: MonthWindow) -> list[FailedCost]:
+    """Return what failed requests cost per currency (providers bill some errors, e.g. timeouts mid-stream)."""
+    rows = (
+        daily_rollups(organization=organization, flt=window.flt)
+        .values("currency")
+        .annotate(
+            failed_cost=Sum("cost", filter=_error_q()),
+            failed=Sum("requests", filter=_error_q()),
+            total=Sum("requests"),
+        )
+        .order_by("currency")
+    )
+    return [
+        FailedCost(r["currency"], r["failed_cost"] or ZERO, r["failed"] or 0, r["total"] or 0)
+        for r in rows
+        if r["failed"]
+    ]
+
+
+def _error_q() -> Q:
+    return Q(status=RecordStatus.ERROR)
+
+
+@dataclass(frozen=True)
+class Peaks:
+    days: list[DailySpend]
+    hours: list[HeatCell]
+
+    @property
+    def labelled_hours(self) -> list[tuple[str, HeatCell]]:
+        """("Tue 14:00-15:00", cell) pairs; hours are local."""
+        return [
+            (f"{WEEKDAY_NAMES[h.weekday]} {h.hour:02d}:00-{(h.hour + 1) % 24:02d}:00", h) for h in self.hours
+        ]
+
+
+WEEKDAY_NAMES = {1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat", 7: "Sun"}
+
+
+def peak_periods(*, organization: Organization, window: MonthWindow, currency: str) -> Peaks:
+    """The month's costliest local days and weekday x hour cells (from the hourly rollup)."""
+    days = spend_by_day(organization=organization, flt=window.flt, currency=currency)
+    hours = peak_hours(organization=organization, flt=window.flt, currency=currency)
+    return Peaks(
+        days=sorted(days, key=lambda d: (-d.cost, d.day))[:PEAK_LIMIT],
+        hours=sorted((h for h in hours if h.cost or h.requests), key=lambda h: (-h.cost, -h.requests))[
+            :PEAK_LIMIT
+        ],
+    )
+
+
+# --- Cost drivers (pure) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriverStats:
+    """One (key, model) in one month and currency. ``key_id`` "" means requests without a key."""
+
+    key_id: str
+    key_name: str
+    model: str
+    cost: Decimal
+    requests: int
+    input_tokens: int
+    cache_read_tokens: int
+
+    @property
+    def cache_hit_rate(self) -> Decimal | None:
+        ratio = safe_ratio(Decimal(self.cache_read_tokens), Decimal(self.input_tokens))
+        return None if ratio is None else ratio * HUNDRED
+
+
+@dataclass(frozen=True)
+class CostDriver:
+    key_name: str
+    model: str
+    cost: Decimal
+    previous_cost: Decimal
+    reason: str  # new_key | model_mix | cache_drop | volume | unit_cost
+    explanation: str
+
+    @property
+    def delta(self) -> Decimal:
+        return self.cost - self.previous_cost
+
+
+def _pct(value: Decimal | None) -> str:
+    return "—" if value is None else f"{value.quantize(Decimal('0.1'))}%"
+
+
+def cost_drivers(
+    current: Sequence[DriverStats],
+    previous: Sequence[DriverStats],
+    *,
+    currency: str,
+    limit: int = DRIVER_LIMIT,
+) -> list[CostDriver]:
+    """Return the (key, model) pairs whose spend grew most month over month, each with one reason.
+
+    Reasons are tried in this order and the first that holds is named:
+    1. new key: the key made no request last month;
+    2. model-mix shift: the model's share of all requests rose by >= 10 points;
+    3. cache hit drop: the pair's cache-read share of input fell by >= 10 points;
+    4. volume growth: the pair made more requests than last month;
+    5. otherwise the cost per request rose.
+    Only growth is listed (a pair that got cheaper is not a driver). Amounts are exact; the
+    explanation rounds for display.
+    """
+    before = {(s.key_id, s.model): s for s in previous}
+    keys_before = {s.key_id for s in previous if s.requests or s.cost}
+    total_now = sum(s.requests for s in current)
+    total_before = sum(s.requests for s in previous)
+
+    def model_share(stats: Sequence[DriverStats], model: str, total: int) -> Decimal | None:
+        ratio = safe_ratio(Decimal(sum(s.requests for s in stats if s.model == model)), Decimal(total))
+        return None if ratio is None else ratio * HUNDRED
+
+    drivers = []
+    for now in current:
+        old = before.get((now.key_id, now.model))
+        old_cost = old.cost if old else ZERO
+        delta = now.cost - old_cost
+        if delta <= 0:
+            continue
+        money = format_money(delta, currency)
+        share_now = model_share(current, now.model, total_now)
+        share_before = model_share(previous, now.model, total_before) or ZERO
+        if now.key_id and now.key_id not in keys_before:
+            reason = "new_key"
+            text = f"New key {now.key_name}: +{money}, no requests last month"
+        elif share_now is not None and share_now - share_before >= MIX_SHIFT_POINTS:
+            reason = "model_mix"
+            text = f"Model-mix shift: {now.model} went from {_pct(share_before)} to {_pct(share_now)} of requests (+{money})"
+        elif (
+            old is not None
+            and old.cache_hit_rate is not None
+            and now.cache_hit_rate is not None
+            and old.cache_hit_rate - now.cache_hit_rate >= CACHE_DROP_POINTS
+        ):
+            reason = "cache_drop"
+            text = f"Cache hit drop: {_pct(old.cache_hit_rate)} → {_pct(now.cache_hit_rate)} of input read from cache (+{money})"
+        elif now.requests > (old.requests if old else 0):
+            reason = "volume"
+            old_requests = old.requests if old else 0
+            text = f"Volume growth: {old_requests:,} → {now.requests:,} requests (+{money})"
+        else:
+            reason = "unit_cost"
+            old_unit = safe_ratio(old_cost, Decimal(old.requests)) if old else None
+            new_unit = safe_ratio(now.cost, Decimal(now.requests))
+            text = (
+                f"Dearer requests: {format_money(old_unit, currency, 4)} → "
+                f"{format_money(new_unit, currency, 4)} per request (+{money})"
+            )
+        drivers.append(CostDriver(now.key_name, now.model, now.cost, old_cost, reason, text))
+    drivers.sort(key=lambda d: (-d.delta, d.key_name, d.model))
+    return drivers[:limit]
+
+
+def driver_stats(*, organization: Organization, first: date, last: date, currency: str) -> list[DriverStats]:
+    """Return per (key, model) spend, requests and input/cache tokens for local days [first, last]."""
+    rows = (
+        daily_rollups(organization=organization, flt=UsageFilter(start=first, end=last))
+        .filter(currency=currency)
+        .values("api_key__public_id", "api_key__name", "model")
+        .annotate(
+            cost=Sum("cost"),
+            requests=Sum("requests"),
+            input_tokens=Sum("input_tokens"),
+            cache_read_tokens=Sum("cache_read_tokens"),
+        )
+        .order_by()
+    )
+    return [
+        DriverStats(
+            key_id=str(r["api_key__public_id"] or ""),
+            key_name=r["api_key__name"] or "No key",
+            model=r["model"],
+            cost=r["cost"] or ZERO,
+            requests=r["requests"] or 0,
+            input_tokens=r["input_tokens"] or 0,
+            cache_read_tokens=r["cache_read_tokens"] or 0,
+        )
+        for r in rows
+    ]
+
+
+def month_cost_drivers(*, organization: Organization, window: MonthWindow, currency: str) -> list[CostDriver]:
+    prev_first, prev_last = rules.month_bounds(window.previous)
+    return cost_drivers(
+        driver_stats(organization=organization, first=window.first, last=window.last, currency=currency),
+        driver_stats(organization=organization, first=prev_first, last=prev_last, currency=currency),
+        currency=currency,
+    )
+
+
+# --- Balance reconciliation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Opening + top-ups credited - spend = expected closing, against the provider's closing reading.
+
+    ``difference`` = reported - expected (positive: the provider holds more than the ledger explains).
+    """
+
+    account: ProviderAccount
+    currency: str
+    opening: BalanceSnapshot | None
+    topups: Decimal
+    topup_count: int
+    spend: Decimal
+    closing: BalanceSnapshot | None
+    tolerance: Decimal
+    cause: str = ""
+
+    @property
+    def expected(self) -> Decimal | None:
+        if self.opening is None:
+            return None
+        opening: Decimal = self.opening.remaining
+        return opening + self.topups - self.spend
+
+    @property
+    def difference(self) -> Decimal | None:
+        expected = self.expected
+        if expected is None or self.closing is None:
+            return None
+        closing: Decimal = self.closing.remaining
+        return closing - expected
+
+    @property
+    def flagged(self) -> bool:
+        return self.difference is not None and abs(self.difference) > self.tolerance
+
+    @property
+    def reconciles(self) -> bool:
+        return self.difference is not None and not self.flagged
+
+
+def reconciliation_tolerance(spend: Decimal) -> Decimal:
+    """Return the larger of QB_RECONCILE_TOLERANCE_AMOUNT and QB_RECONCILE_TOLERANCE_PERCENT % of spend."""
+    amount = Decimal(settings.QB_RECONCILE_TOLERANCE_AMOUNT)
+    percent = Decimal(settings.QB_RECONCILE_TOLERANCE_PERCENT)
+    return max(amount, abs(spend) * percent / HUNDRED)
+
+
+def _likely_cause(
+    *,
+    difference: Decimal | None,
+    flagged: bool,
+    opening: BalanceSnapshot | None,
+    closing: BalanceSnapshot | None,
+    window: MonthWindow,
+    pending: Sequence[TopUp],
+    usage_cursor: datetime | None,
+    currency: str,
+) -> str:
+    if opening is None:
+        return "No balance reading at or before the month start."
+    if closing is None:
+        return "No balance reading at or before the month end."
+    if difference is None or not flagged:
+        return ""
+    causes = []
+    if difference > 0:
+        if pending:
+            refs = ", ".join(
+                f"{t.order_ref or 'no ref'} ({format_money(t.amount, currency)})" for t in pending[:3]
+            )
+            causes.append(f"Unsynced top-up: pending top-up(s) {refs} not marked credited.")
+        else:
+            causes.append(
+                "Unsynced top-up: the provider credited more than the ledger records (top-up or refund)."
+            )
+    else:
+        if usage_cursor is not None and usage_cursor < min(window.end, closing.taken_at):
+            causes.append(
+                f"In-flight rows: usage is ingested only through {usage_cursor:%Y-%m-%d %H:%M} UTC."
+            )
+        else:
+            causes.append(
+                "Spend the provider billed but Quotaboard has not stored, or a top-up it never credited."
+            )
+    gap_open = window.start - opening.taken_at
+    gap_close = window.end - closing.taken_at
+    if max(gap_open, gap_close).total_seconds() > 3600:
+        causes.append(
+            "Readings are not at the month boundaries; spend between them and the boundary counts in neither."
+        )
+    return " ".join(causes)
+
+
+def balance_reconciliation(*, organization: Organization, window: MonthWindow) -> list[Reconciliation]:
+    """Return one reconciliation per provider account (in the account's currency) for the month.
+
+    Opening = the last reading at or before the month start; closing = the last at or before the
+    month end (start of the next local month). Top-ups count when credited inside the month
+    (amount + bonus); spend is the account's rollup spend over the month's local days.
+    Four queries whatever the number of accounts.
+    """
+
+    def reading(at: datetime) -> Subquery:
+        return Subquery(
+            BalanceSnapshot.objects.filter(
+                provider_account=OuterRef("pk"), currency=OuterRef("currency"), taken_at__lte=at
+            )
+            .order_by("-taken_at", "-pk")
+            .values("pk")[:1]
+        )
+
+    accounts = list(
+        ProviderAccount.objects.filter(organization=organization)
+        .annotate(opening_id=reading(window.start), closing_id=reading(window.end))
+        .annotate(
+            usage_cursor=Subquery(
+                StreamState.objects.filter(provider_account=OuterRef("pk"), stream="usage").values(
+                    "cursor_at"
+                )[:1]
+            )
+        )
+        .order_by("name")
+    )
+    if not accounts:
+        return []
+    snapshots = BalanceSnapshot.objects.in_bulk(
+        [a.opening_id for a in accounts if a.opening_id] + [a.closing_id for a in accounts if a.closing_id]
+    )
+    ids = [a.pk for a in accounts]
+    # Pending top-ups (any time before the month end) explain a positive difference; credited ones
+    # inside the month are the movement. Few rows: read them, sum in Python (exact Decimals).
+    credited: dict[tuple[int, str], Decimal] = {}
+    counts: dict[tuple[int, str], int] = {}
+    pending: dict[int, list[TopUp]] = {}
+    in_month = Q(status=TopUpStatus.CREDITED, credited_at__gte=window.start, credited_at__lt=window.end)
+    waiting = Q(status=TopUpStatus.PENDING, created_at__lt=window.end)
+    for topup in TopUp.objects.filter(in_month | waiting, provider_account_id__in=ids).order_by("created_at"):
+        if topup.status == TopUpStatus.PENDING:
+            pending.setdefault(topup.provider_account_id, []).append(topup)
+            continue
+        key = (topup.provider_account_id, topup.currency)
+        credited[key] = credited.get(key, ZERO) + topup.amount + topup.bonus
+        counts[key] = counts.get(key, 0) + 1
+    spend = {
+        (r["provider_account_id"], r["currency"]): r["cost"] or ZERO
+        for r in UsageDaily.objects.filter(
+            organization=organization,
+            provider_account_id__in=ids,
+            day__gte=window.first,
+            day__lte=window.last,
+        )
+        .values("provider_account_id", "currency")
+        .annotate(cost=Sum("cost"))
+        .order_by()
+    }
+    result = []
+    for account in accounts:
+        key = (account.pk, account.currency)
+        opening = snapshots.get(account.opening_id) if account.opening_id else None
+        closing = snapshots.get(account.closing_id) if account.closing_id else None
+        topups = credited.get(key, ZERO)
+        month_spend = spend.get(key, ZERO)
+        tolerance = reconciliation_tolerance(month_spend)
+        draft = Reconciliation(
+            account=account,
+            currency=account.currency,
+            opening=opening,
+            topups=topups,
+            topup_count=counts.get(key, 0),
+            spend=month_spend,
+            closing=closing,
+            tolerance=tolerance,
+        )
+        cause = _likely_cause(
+            difference=draft.difference,
+            flagged=draft.flagged,
+            opening=opening,
+            closing=closing,
+            window=window,
+            pending=[t for t in pending.get(account.pk, []) if t.currency == account.currency],
+            usage_cursor=account.usage_cursor,
+            currency=account.currency,
+        )
+        result.append(
+            Reconciliation(
+                account=account,
+                currency=account.currency,
+                opening=opening,
+                topups=topups,
+                topup_count=counts.get(key, 0),
+                spend=month_spend,
+                closing=closing,
+                tolerance=tolerance,
+                cause=cause,
+            )
+        )
+    return result
+
+
+# --- The whole review -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonthReview:
+    window: MonthWindow
+    currency: str
+    currencies: list[str]
+    totals: list[CurrencyChange]
+    breakdown: Breakdown
+    unit_cost: UnitCostChange
+    tokens: TokenChange
+    failed: list[FailedCost]
+    peaks: Peaks
+    drivers: list[CostDriver]
+    reconciliation: list[Reconciliation]
+    has_data: bool = field(default=False)
+
+
+def month_review(
+    *, organization: Organization, month: date, today: date, currency: str | None = None
+) -> MonthReview:
+    """Return every figure of the month review page. Money per currency; the unit cost, peaks and
+    drivers panels are in ``currency`` (default: the month's main currency). A fixed number of queries.
+    """
+    window = month_window(organization=organization, month=month, today=today)
+    both = UsageFilter(start=window.previous, end=window.last)
+    currencies = currencies_in_use(organization=organization, flt=both)
+    chosen = currency if currency in currencies else currencies[0]
+    prev_first, prev_last = rules.month_bounds(window.previous)
+    current_totals = spend_totals(organization=organization, flt=window.flt)
+    totals = totals_with_change(
+        current_totals,
+        spend_totals(organization=organization, flt=UsageFilter(start=prev_first, end=prev_last)),
+    )
+    return MonthReview(
+        window=window,
+        currency=chosen,
+        currencies=currencies,
+        totals=totals,
+        breakdown=spend_breakdown(organization=organization, window=window),
+        unit_cost=unit_cost_change(organization=organization, window=window, currency=chosen),
+        tokens=token_change(organization=organization, window=window),
+        failed=failed_request_cost(organization=organization, window=window),
+        peaks=peak_periods(organization=organization, window=window, currency=chosen),
+        drivers=month_cost_drivers(organization=organization, window=window, currency=chosen),
+        reconciliation=balance_reconciliation(organization=organization, window=window),
+        has_data=bool(current_totals),
+    )

@@ -1,0 +1,236 @@
+"""Balances (runway, burn, suggested top-up, derived balances) and the top-up ledger."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from projects.http import AuthedRequest
+from projects.models import Role
+from projects.selectors import OrgAccess, get_account_for_user, get_org_for_user
+
+from . import charts, rules
+from .forms import AutoRechargeRuleForm, ConsoleBalanceForm, TopUpForm, TopUpImportForm
+from .models import AutoRechargeRule, TopUp
+from .selectors import AccountRunway, account_runways, auto_recharged_in_month, balance_history
+from .services.ledger import IMPORT_COLUMNS, balance_snapshot_record_manual, topup_record, topups_import_csv
+
+HISTORY_DAYS = 90
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+def _can_edit_ledger(access: OrgAccess) -> bool:
+    """Top-ups and console balances are money records: admins and finance keep them."""
+    return access.role in {Role.ADMIN, Role.FINANCE}
+
+
+def _today_now(access: OrgAccess) -> tuple[datetime, date]:
+    now = timezone.now()
+    return now, now.astimezone(access.organization.zoneinfo).date()
+
+
+@require_GET
+@login_required
+def balance_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
+    """Every provider account: balance, 7/30-day burn, runway with band, run-out date, suggested top-up."""
+    access = get_org_for_user(request.user, org_slug)
+    _, today = _today_now(access)
+    context = {
+        "access": access,
+        "org": access.organization,
+        "nav": "balances",
+        "today": today,
+        "items": account_runways(organization=access.organization, today=today),
+        "days_to_cover": rules.DAYS_TO_COVER,
+        "factors": rules.SAFETY_FACTORS,
+    }
+    return render(request, "billing/balance_list.html", context)
+
+
+def _recharge_projection(
+    item: AccountRunway, rule: AutoRechargeRule | None, now: datetime, today: date, tz: zoneinfo.ZoneInfo
+) -> dict[str, Any] | None:
+    """This month's auto-recharges so far and what the rule would add for the rest of the month at the
+    7-day burn rate (rules.auto_recharge_month)."""
+    if rule is None or not rule.enabled:
+        return None
+    first, last = rules.month_bounds(today)
+    start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    so_far = auto_recharged_in_month(account=item.account, start=start, end=end)
+    projection = None
+    if item.balance is not None:
+        events = [
+            rules.LedgerEvent(at=now + timedelta(days=n), kind="spend", amount=item.burn_7)
+            for n in range(1, rules.days_left_in_month(today) + 1)
+        ]
+        projection = rules.auto_recharge_month(
+            opening_balance=item.balance,
+            threshold=rule.threshold,
+            amount=rule.amount,
+            monthly_limit=rule.monthly_limit,
+            events=events,
+            already_recharged=so_far,
+        )
+    return {
+        "so_far": so_far,
+        "allowance": rules.auto_recharge_allowance(monthly_limit=rule.monthly_limit, recharged=so_far),
+        "projection": projection,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> HttpResponse:
+    """One account: balance history chart, burn, runway, derived balance with credit lots and drift,
+    auto-recharge rule; POST ``action=console`` records a console balance, ``action=rule`` saves the rule."""
+    access, account = get_account_for_user(request.user, org_slug, account_slug)
+    now, today = _today_now(access)
+    rule = AutoRechargeRule.objects.filter(provider_account=account).first()
+    console_form = ConsoleBalanceForm(prefix="console")
+    rule_form = AutoRechargeRuleForm(instance=rule, prefix="rule")
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "console":
+            if not _can_edit_ledger(access):
+                raise PermissionDenied("Only admins and finance enter balances")
+            console_form = ConsoleBalanceForm(request.POST, prefix="console")
+            if console_form.is_valid():
+                taken_at = console_form.cleaned_data["taken_at"] or now
+                balance_snapshot_record_manual(
+                    account=account, remaining=console_form.cleaned_data["remaining"], taken_at=taken_at
+                )
+                return redirect("balance_detail", org_slug, account.slug)
+        elif action == "rule":
+            if access.role != Role.ADMIN:
+                raise PermissionDenied("Only admins change auto-recharge rules")
+            rule_form = AutoRechargeRuleForm(request.POST, instance=rule, prefix="rule")
+            if rule_form.is_valid():
+                saved = rule_form.save(commit=False)
+                saved.provider_account = account
+                saved.currency = account.currency
+                saved.save()
+                return redirect("balance_detail", org_slug, account.slug)
+        else:
+            raise PermissionDenied("Unknown action")
+    item = account_runways(organization=access.organization, today=today, account=account)[0]
+    history = balance_history(account=account, since=now - timedelta(days=HISTORY_DAYS))
+    context = {
+        "access": access,
+        "org": access.organization,
+        "nav": "balances",
+        "today": today,
+        "item": item,
+        "account": account,
+        "history_figure": charts.balance_history_figure(history, currency=account.currency)
+        if history
+        else None,
+        "recent": list(reversed(history[-10:])),
+        "rule": rule,
+        "recharge": _recharge_projection(item, rule, now, today, access.organization.zoneinfo),
+        "console_form": console_form if _can_edit_ledger(access) else None,
+        "rule_form": rule_form if access.role == Role.ADMIN else None,
+        "days_to_cover": rules.DAYS_TO_COVER,
+        "expiring_days": rules.EXPIRING_SOON_DAYS,
+    }
+    return render(request, "billing/balance_detail.html", context)
+
+
+@require_GET
+@login_required
+def topup_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
+    """The top-up ledger (only credited ones count), with expiring-soon warnings and expired waste."""
+    access = get_org_for_user(request.user, org_slug)
+    _, today = _today_now(access)
+    topups = list(
+        TopUp.objects.filter(provider_account__organization=access.organization)
+        .select_related("provider_account")
+        .order_by("-created_at")[:500]
+    )
+    derived = [i for i in account_runways(organization=access.organization, today=today) if i.derived]
+    context = {
+        "access": access,
+        "org": access.organization,
+        "nav": "topups",
+        "today": today,
+        "topups": topups,
+        "derived": derived,
+        "expiring": [(i, lot) for i in derived for lot in i.derived.ledger.expiring_within()],  # type: ignore[union-attr]
+        "wasted": [
+            (i, i.derived.ledger.wasted) for i in derived if i.derived and i.derived.ledger.wasted > 0
+        ],
+        "can_edit": _can_edit_ledger(access),
+    }
+    return render(request, "billing/topup_list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def topup_create(request: AuthedRequest, org_slug: str) -> HttpResponse:
+    """Enter a top-up by hand (admins and finance)."""
+    access = get_org_for_user(request.user, org_slug)
+    if not _can_edit_ledger(access):
+        raise PermissionDenied("Only admins and finance record top-ups")
+    form = TopUpForm(request.POST or None, organization=access.organization, prefix="topup")
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        purchased = form.local_midnight("purchased_on")
+        assert purchased is not None
+        try:
+            with transaction.atomic():
+                topup_record(
+                    account=data["account"],
+                    amount=data["amount"],
+                    currency=data["currency"] or None,
+                    bonus=data["bonus"] or Decimal(0),
+                    status=data["status"],
+                    order_ref=data["order_ref"],
+                    payment_method=data["payment_method"],
+                    created_at=purchased,
+                    expires_at=form.local_midnight("expires_on"),
+                    is_grant=data["kind"] == "grant",
+                    is_auto_recharge=data["is_auto_recharge"],
+                    note=data["note"],
+                )
+        except IntegrityError:
+            form.add_error("order_ref", "This account already has a top-up with this order number")
+        else:
+            return redirect("topup_list", org_slug)
+    context = {"access": access, "org": access.organization, "nav": "topups", "form": form}
+    return render(request, "billing/topup_form.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def topup_import(request: AuthedRequest, org_slug: str) -> HttpResponse:
+    """Import top-ups from CSV: good rows land, bad rows are listed by line, re-imports add nothing."""
+    access = get_org_for_user(request.user, org_slug)
+    if not _can_edit_ledger(access):
+        raise PermissionDenied("Only admins and finance import top-ups")
+    form = TopUpImportForm(request.POST or None, request.FILES or None)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        if upload.size > MAX_IMPORT_BYTES:
+            form.add_error("file", "The file is larger than 20 MB")
+        else:
+            result = topups_import_csv(organization=access.organization, stream=upload.file)
+    context = {
+        "access": access,
+        "org": access.organization,
+        "nav": "topups",
+        "form": form,
+        "result": result,
+        "columns": ", ".join(IMPORT_COLUMNS),
+    }
+    return render(request, "billing/topup_import.html", context)

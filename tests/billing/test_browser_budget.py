@@ -1,0 +1,89 @@
+"""In a real browser: an owner sets a budget, sees a validation error, fixes it, and the variance panel updates."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.test import Client
+from django.utils import timezone
+
+from tests.billing.builders import spend
+from tests.conftest import Tenancy
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path("/tmp/qb-billing")
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM use stays synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing on CI")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield instance
+        instance.close()
+
+
+def _session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert client.session[SESSION_KEY] == str(user.pk)
+    return cookie
+
+
+@pytest.mark.django_db(transaction=True)
+def test_owner_sets_a_budget_fixes_a_bad_amount_and_sees_the_variance_panel_update(
+    tenancy: Tenancy, live_server: Any, browser: Any
+) -> None:
+    today = timezone.now().astimezone(tenancy.org.zoneinfo).date()
+    spend(tenancy.org, today, "12.50", project=tenancy.project)  # this month, on the owner's project
+    cookie = _session_cookie(tenancy.owner)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server.url}/o/acme/budgets/")
+    assert page.locator("#budgets-panel").inner_text().count("No budgets yet.") == 1
+
+    page.select_option("#id_budget-project", label="Chat app")
+    page.fill("#id_budget-name", "Chat cap")
+    page.fill("#id_budget-monthly_amount", "0")
+    page.click("#budget-form button[type=submit]")
+    error = page.locator("#budget-form .field-error")
+    error.wait_for()
+    assert error.inner_text() == "Amount must be greater than 0"
+    assert page.url.endswith("/o/acme/budgets/")  # htmx swapped the form; no navigation
+    page.screenshot(path=str(SHOTS / "budget-validation-error.png"), full_page=True)
+
+    page.fill("#id_budget-monthly_amount", "50")
+    page.click("#budget-form button[type=submit]")
+    page.locator("#budget-form .ok").wait_for()
+    row = page.locator("#variance-table tbody tr")
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0] == "Chat cap"
+    assert cells[2:6] == ["$50.00", "$12.50", "-$37.50", "-75.0%"]
+    page.locator("#fig-budget-variance[data-drawn=true]").wait_for()
+    page.screenshot(path=str(SHOTS / "budget-variance-updated.png"), full_page=True)
+    assert errors == []
+    context.close()

@@ -1,0 +1,243 @@
+"""Balances, top-ups and alerts pages: numbers shown, roles, empty states, query counts, outsiders."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+import time_machine
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from billing.models import AlertEvent, AutoRechargeRule, BalanceSnapshot, SnapshotSource, TopUp
+from billing.services.ledger import topup_record
+from tests import factories
+from tests.billing.builders import spend
+from tests.conftest import Tenancy, client_for
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["balance_list", "topup_list", "alert_list"])
+def test_empty_pages_say_so(tenancy: Tenancy, name: str) -> None:
+    html = client_for(tenancy.viewer).get(reverse(name, args=["acme"])).content.decode()
+    assert any(
+        text in html for text in ["No provider accounts yet.", "No top-ups recorded.", "No alerts yet."]
+    )
+
+
+def _gateway(t: Tenancy) -> Any:
+    account = factories.make_account(t.org, "newapi", slug="lz", name="LaoZhang")
+    BalanceSnapshot.objects.create(
+        provider_account=account,
+        taken_at=NOW - timedelta(hours=1),
+        remaining=D("49.995818"),
+        raw_quota=24997909,
+    )
+    for day in range(13, 20):
+        spend(t.org, date(2026, 11, day), "5", account=account, project=t.project)
+    return account
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_balance_list_shows_runway_run_out_date_and_suggested_topup(tenancy: Tenancy) -> None:
+    _gateway(tenancy)
+    html = client_for(tenancy.viewer).get(reverse("balance_list", args=["acme"])).content.decode()
+    assert "$50.00" in html  # 49.995818 shown rounded once
+    assert "25.0M quota" in html
+    assert "$5.00/day" in html
+    assert "10.0 days" in html  # 49.995818 / 5 = 9.9991636
+    assert "Nov 29, 2026" in html
+    assert "$225.00" in html  # 5 x 30 x 1.5 (production project)
+    assert "\u00d7 1.5 (production)" in html
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_balance_pages_keep_a_fixed_query_count(tenancy: Tenancy, django_assert_max_num_queries: Any) -> None:
+    for _ in range(4):
+        _ = factories.make_account(tenancy.org, "openai")
+    account = _gateway(tenancy)
+    client = client_for(tenancy.viewer)
+    with django_assert_max_num_queries(12):
+        assert client.get(reverse("balance_list", args=["acme"])).status_code == 200
+    with django_assert_max_num_queries(16):
+        assert client.get(reverse("balance_detail", args=["acme", account.slug])).status_code == 200
+    with django_assert_max_num_queries(14):
+        assert client.get(reverse("topup_list", args=["acme"])).status_code == 200
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_balance_detail_has_a_history_chart_with_raw_quota(tenancy: Tenancy) -> None:
+    account = _gateway(tenancy)
+    html = (
+        client_for(tenancy.viewer)
+        .get(reverse("balance_detail", args=["acme", account.slug]))
+        .content.decode()
+    )
+    assert 'data-figure="fig-balance-history-data"' in html
+    assert '"name": "Raw quota"' in html
+    assert "24,997,909 quota" in html
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_finance_records_a_console_balance_and_viewers_cannot(tenancy: Tenancy) -> None:
+    account = factories.make_account(tenancy.org, "anthropic", slug="ant")
+    url = reverse("balance_detail", args=["acme", "ant"])
+    data = {"action": "console", "console-remaining": "123.4567", "console-taken_at": ""}
+    assert client_for(tenancy.viewer).post(url, data).status_code == 403
+    assert client_for(tenancy.finance).post(url, data).status_code == 302
+    snapshot = BalanceSnapshot.objects.get(provider_account=account)
+    assert (snapshot.remaining, snapshot.source, snapshot.taken_at) == (
+        D("123.4567"),
+        SnapshotSource.MANUAL,
+        NOW,
+    )
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_admin_sets_an_auto_recharge_rule_and_sees_the_months_allowance(tenancy: Tenancy) -> None:
+    account = _gateway(tenancy)
+    url = reverse("balance_detail", args=["acme", account.slug])
+    data = {
+        "action": "rule",
+        "rule-enabled": "on",
+        "rule-threshold": "10",
+        "rule-amount": "20",
+        "rule-monthly_limit": "50",
+    }
+    assert client_for(tenancy.finance).post(url, data).status_code == 403
+    assert client_for(tenancy.admin).post(url, data).status_code == 302
+    rule = AutoRechargeRule.objects.get()
+    assert (rule.threshold, rule.amount, rule.monthly_limit) == (D("10"), D("20"), D("50"))
+    topup_record(account=account, amount=D("20"), created_at=NOW - timedelta(days=3), is_auto_recharge=True)
+    topup_record(account=account, amount=D("100"), created_at=NOW - timedelta(days=2), order_ref="manual")
+    html = client_for(tenancy.viewer).get(url).content.decode()
+    assert "$20.00 auto-recharged, $30.00 allowance left" in html
+    # 49.995818 at 5/day for the 10 days left: drops below 10 on day 8 -> +20, then day 12 is past month end.
+    assert "would add $20.00 more by month end" in html
+
+
+@pytest.mark.django_db
+def test_topup_create_by_finance_with_openai_expiry(tenancy: Tenancy) -> None:
+    account = factories.make_account(tenancy.org, "openai")
+    data = {
+        "topup-account": account.pk,
+        "topup-amount": "10.00",
+        "topup-bonus": "",
+        "topup-currency": "",
+        "topup-status": "credited",
+        "topup-kind": "paid",
+        "topup-order_ref": "inv-42",
+        "topup-payment_method": "card",
+        "topup-purchased_on": "2026-11-02",
+        "topup-expires_on": "",
+        "topup-note": "",
+    }
+    url = reverse("topup_create", args=["acme"])
+    assert client_for(tenancy.viewer).post(url, data).status_code == 403
+    assert client_for(tenancy.owner).post(url, data).status_code == 403
+    assert client_for(tenancy.finance).post(url, data).status_code == 302
+    topup = TopUp.objects.get()
+    assert (topup.amount, topup.expires_at) == (D("10"), datetime(2027, 11, 2, tzinfo=UTC))
+    again = client_for(tenancy.finance).post(url, data)
+    assert "already has a top-up with this order number" in again.content.decode()
+    bad = client_for(tenancy.finance).post(url, {**data, "topup-amount": "0", "topup-order_ref": "y"})
+    assert "Amount must be greater than 0" in bad.content.decode()
+    assert TopUp.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_topup_create_cannot_use_another_organizations_account(tenancy: Tenancy) -> None:
+    factories.make_account(tenancy.org, "openai")
+    foreign = factories.make_account(tenancy.other_org, "openai")
+    data = {
+        "topup-account": foreign.pk,
+        "topup-amount": "10",
+        "topup-status": "credited",
+        "topup-kind": "paid",
+    }
+    data["topup-purchased_on"] = "2026-11-02"
+    html = client_for(tenancy.admin).post(reverse("topup_create", args=["acme"]), data).content.decode()
+    assert "Select a valid choice" in html
+    assert not TopUp.objects.exists()
+
+
+@pytest.mark.django_db
+def test_topup_import_page_reports_line_numbers(tenancy: Tenancy) -> None:
+    factories.make_account(tenancy.org, "deepseek", slug="ds")
+    text = b"account,amount,order_ref,created_at\nds,10,a,2026-10-01\nds,x,b,2026-10-01\n"
+    upload = SimpleUploadedFile("topups.csv", text, content_type="text/csv")
+    response = client_for(tenancy.finance).post(reverse("topup_import", args=["acme"]), {"file": upload})
+    html = response.content.decode()
+    assert "1 imported · 0 already present · 1 with errors" in html
+    assert '<td class="num">3</td><td>amount &#x27;x&#x27; is not a number</td>' in html
+
+
+@pytest.mark.django_db
+@time_machine.travel(datetime(2026, 12, 20, 12, tzinfo=UTC), tick=False)
+def test_topup_list_warns_about_expiring_and_wasted_credit(tenancy: Tenancy) -> None:
+    account = factories.make_account(tenancy.org, "openai", name="OpenAI prod")
+    topup_record(
+        account=account, amount=D("30"), created_at=datetime(2026, 1, 5, tzinfo=UTC), order_ref="soon"
+    )
+    topup_record(
+        account=account,
+        amount=D("8"),
+        is_grant=True,
+        created_at=datetime(2026, 6, 1, tzinfo=UTC),
+        expires_at=datetime(2026, 9, 1, tzinfo=UTC),
+        order_ref="promo",
+    )
+    html = client_for(tenancy.viewer).get(reverse("topup_list", args=["acme"])).content.decode()
+    assert "OpenAI prod: $30.00 of soon expires on Jan 5, 2027 (within 30 days)." in html
+    assert "OpenAI prod: $8.00 of credit expired unused." in html
+
+
+@pytest.mark.django_db
+def test_alert_acknowledge_by_owner_not_viewer_and_htmx_returns_the_row(tenancy: Tenancy) -> None:
+    alert = AlertEvent.objects.create(
+        organization=tenancy.org, kind="stale_data", period="2026-11-20", title="No data", message="m"
+    )
+    url = reverse("alert_ack", args=["acme", alert.public_id])
+    assert client_for(tenancy.viewer).post(url).status_code == 403
+    response = client_for(tenancy.owner).post(url, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith("<tr") and "Acknowledged by owner" in html
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == tenancy.owner
+    client_for(tenancy.admin).post(url)
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == tenancy.owner  # the first acknowledgement stays
+
+
+@pytest.mark.django_db
+def test_alert_list_filters_open_alerts_and_outsiders_cannot_ack(
+    tenancy: Tenancy, django_assert_max_num_queries: Any
+) -> None:
+    for n in range(5):
+        AlertEvent.objects.create(
+            organization=tenancy.org,
+            kind="stale_data",
+            period=f"2026-11-{n + 10}",
+            title=f"alert {n}",
+            message="m",
+        )
+    done = AlertEvent.objects.create(
+        organization=tenancy.org, kind="stale_data", period="2026-11-01", title="handled one", message="m"
+    )
+    client_for(tenancy.admin).post(reverse("alert_ack", args=["acme", done.public_id]))
+    client = client_for(tenancy.viewer)
+    with django_assert_max_num_queries(8):
+        html = client.get(reverse("alert_list", args=["acme"]) + "?open=1").content.decode()
+    assert "alert 4" in html and "handled one" not in html
+    outsider = client_for(tenancy.outsider)
+    assert outsider.post(reverse("alert_ack", args=["globex", done.public_id])).status_code == 404

@@ -1,0 +1,76 @@
+"""A3/A4: security headers, CSRF on forms, and sign-in throttling."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import Client, override_settings
+
+from tests import factories
+from tests.conftest import Tenancy, client_for
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    cache.clear()
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_csp_without_inline_scripts(tenancy: Tenancy) -> None:
+    response = client_for(tenancy.viewer).get(f"/o/{tenancy.org.slug}/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "object-src 'none'" in csp and "base-uri 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert "<script>" not in response.content.decode().replace("<script src", "")
+
+
+@pytest.mark.django_db
+def test_login_form_rejects_a_post_without_csrf_token() -> None:
+    factories.make_user("carol")
+    client = Client(enforce_csrf_checks=True)
+    assert client.post("/login/", {"username": "carol", "password": "pw-carol"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_login_rotates_the_session_key_and_logout_ends_it() -> None:
+    factories.make_user("dave")
+    client = Client()
+    client.get("/login/")
+    client.cookies["sessionid"] = "pre-login-session"
+    response = client.post("/login/", {"username": "dave", "password": "pw-dave"})
+    assert response.status_code == 302
+    session_key = client.cookies["sessionid"].value
+    assert session_key != "pre-login-session"
+    client.post("/logout/")
+    assert client.get("/").status_code == 302  # back to the login page
+
+
+@pytest.mark.django_db
+@override_settings(LOGIN_FAILURE_LIMIT_PER_USER=5, LOGIN_FAILURE_LIMIT_PER_IP=100)
+def test_repeated_failures_lock_the_user_out_even_with_the_right_password() -> None:
+    factories.make_user("erin")
+    client = Client()
+    for _ in range(5):
+        assert client.post("/login/", {"username": "erin", "password": "wrong"}).status_code == 200
+    locked = client.post("/login/", {"username": "erin", "password": "pw-erin"})
+    assert locked.status_code == 429
+    assert "Too many failed sign-in attempts" in locked.content.decode()
+    assert int(locked["Retry-After"]) > 0
+    # An unknown user gets the same answer after the same number of failures.
+    for _ in range(5):
+        client.post("/login/", {"username": "nobody", "password": "x"})
+    unknown = client.post("/login/", {"username": "nobody", "password": "x"})
+    assert unknown.status_code == 429 and unknown.content.decode().count("Too many") == 1
+    # Another user is unaffected.
+    factories.make_user("frank")
+    assert Client().post("/login/", {"username": "frank", "password": "pw-frank"}).status_code == 302
+
+
+@pytest.mark.django_db
+@override_settings(LOGIN_FAILURE_LIMIT_PER_USER=100, LOGIN_FAILURE_LIMIT_PER_IP=8)
+def test_one_address_trying_many_usernames_is_throttled() -> None:
+    client = Client()
+    for n in range(8):
+        client.post("/login/", {"username": f"guess{n}", "password": "x"})
+    assert client.post("/login/", {"username": "guess-next", "password": "x"}).status_code == 429

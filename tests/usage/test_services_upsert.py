@@ -1,0 +1,81 @@
+"""The one write path: idempotent upserts by natural key, on SQLite (Python diff) and PostgreSQL (COPY)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import Sum
+
+from tests import factories
+from usage.models import UsageDaily, UsageRecord
+from usage.services import COPY_THRESHOLD, usage_rows_upsert
+
+START = datetime(2026, 10, 30, 22, 0, tzinfo=UTC)
+
+
+def _rows(count: int, *, cost: str = "0.0000000123", shift: timedelta = timedelta(0)) -> list:  # type: ignore[type-arg]
+    return [
+        factories.usage_row(
+            START + shift + timedelta(minutes=7 * n),
+            natural_key=f"req-{n}",
+            cost=cost,
+            input_tokens=n,
+            output_tokens=2 * n,
+            key=f"key-{n % 3}",
+        )
+        for n in range(count)
+    ]
+
+
+def _assert_rollups_equal_raw(org) -> None:  # type: ignore[no-untyped-def]
+    fields = ("cost", "input_tokens", "output_tokens", "requests")
+    raw = UsageRecord.objects.filter(organization=org).aggregate(**{f: Sum(f) for f in fields})
+    rolled = UsageDaily.objects.filter(organization=org).aggregate(**{f: Sum(f) for f in fields})
+    assert rolled == raw
+
+
+@pytest.mark.django_db
+def test_large_batches_insert_then_stay_unchanged_then_update_in_place() -> None:
+    org = factories.make_org(timezone="America/New_York")
+    account = factories.make_account(org, "openai")
+    count = COPY_THRESHOLD * 3 + 7
+
+    first = usage_rows_upsert(organization=org, rows=_rows(count), account=account)
+    assert (first.new, first.updated, first.unchanged) == (count, 0, 0)
+    assert (
+        UsageRecord.objects.filter(organization=org).aggregate(c=Sum("cost"))["c"]
+        == Decimal("0.0000000123") * count
+    )
+    _assert_rollups_equal_raw(org)
+
+    again = usage_rows_upsert(organization=org, rows=_rows(count), account=account)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, count)
+    assert again.days == set()
+
+    # Revise every row: new cost, and moved two days later (old and new days both recomputed).
+    revised = usage_rows_upsert(
+        organization=org, rows=_rows(count, cost="1.5", shift=timedelta(days=2)), account=account
+    )
+    assert (revised.new, revised.updated, revised.unchanged) == (0, count, 0)
+    assert UsageRecord.objects.filter(organization=org).count() == count
+    assert (
+        UsageRecord.objects.filter(organization=org).aggregate(c=Sum("cost"))["c"] == Decimal("1.5") * count
+    )
+    _assert_rollups_equal_raw(org)
+    first_day = START.astimezone(org.zoneinfo).date()
+    assert (
+        first_day in revised.days and not UsageDaily.objects.filter(organization=org, day=first_day).exists()
+    )
+
+
+@pytest.mark.django_db
+def test_a_natural_key_twice_in_one_batch_keeps_the_later_row() -> None:
+    org = factories.make_org()
+    rows = _rows(COPY_THRESHOLD + 1)
+    rows.append(factories.usage_row(START, natural_key="req-0", cost="9"))
+    result = usage_rows_upsert(organization=org, rows=rows)
+    assert result.new == COPY_THRESHOLD + 1 and result.unchanged == 1
+    assert UsageRecord.objects.get(organization=org, input_tokens=0).cost == Decimal("9")
+    _assert_rollups_equal_raw(org)

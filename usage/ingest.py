@@ -1,0 +1,402 @@
+"""Connector ingestion: leases, windows, cursors, run bookkeeping and the billed-cost adjustment.
+
+Every stream run (usage here; balances and top-ups in billing.services) goes through ``stream_run``:
+it records an ``IngestRun``, takes the stream's lease with a compare-and-set UPDATE, classifies
+provider errors (401/403 → the account needs attention; 429/5xx/timeouts → transient, retried by
+the task) and stores only redacted messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from projects.models import AccountStatus, ApiKey, ProviderAccount
+
+from .models import CostSource, IngestRun, RunStatus, Stream, StreamState, UsageRecord
+from .providers.base import Connector, CostLine, UsageRow
+from .providers.http import AuthError, ProviderError, TransientProviderError, redact
+from .providers.registry import connector_class, connector_for
+from .services import UpsertResult, local_day, rollup_refresh_days, usage_rows_upsert
+
+logger = logging.getLogger("usage.ingest")
+
+# Longer than any one run (the task's hard time limit), so a live holder never loses its lease,
+# short enough that a killed worker's lease lapses before the next few beats.
+LEASE_DURATION = timedelta(minutes=15)
+INITIAL_BACKFILL = timedelta(days=getattr(settings, "QB_INITIAL_BACKFILL_DAYS", 30))
+
+ProgressCallback = Callable[[int, int, int], None]
+
+
+class ErrorKind:
+    AUTH = "auth"
+    TRANSIENT = "transient"
+    PROVIDER = "provider"
+    INTERNAL = "internal"
+    LEASE = "lease"
+
+
+class LeaseLost(Exception):
+    """Another worker took the stream's lease (ours lapsed): stop without writing."""
+
+
+@dataclass
+class Lease:
+    state: StreamState
+    owner: str
+    account: ProviderAccount
+    run: IngestRun
+    days: set[date] = field(default_factory=set)
+
+    def advance_cursor(self, through: datetime) -> None:
+        """Move the cursor forward (never back) inside the caller's transaction; raise if the lease is gone."""
+        current = self.state.cursor_at
+        target = through if current is None or through > current else current
+        updated = StreamState.objects.filter(pk=self.state.pk, lease_owner=self.owner).update(
+            cursor_at=target
+        )
+        if updated != 1:
+            raise LeaseLost("lease lost while writing")
+        self.state.cursor_at = target
+
+
+def stream_state(account: ProviderAccount, stream: str) -> StreamState:
+    state, _ = StreamState.objects.get_or_create(provider_account=account, stream=stream)
+    return state
+
+
+def lease_acquire(state: StreamState, owner: str, *, now: datetime | None = None) -> bool:
+    """Take the stream's lease if it is free or lapsed; True when this caller now holds it.
+
+    Compare-and-set: of several workers racing, exactly one UPDATE matches the row.
+    """
+    now = now or timezone.now()
+    taken = (
+        StreamState.objects.filter(pk=state.pk)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_owner=owner, lease_until=now + LEASE_DURATION, last_run_at=now)
+    )
+    return taken == 1
+
+
+def lease_release(state: StreamState, owner: str) -> None:
+    StreamState.objects.filter(pk=state.pk, lease_owner=owner).update(lease_owner="", lease_until=None)
+
+
+def stream_run(
+    *,
+    account: ProviderAccount,
+    stream: str,
+    work: Callable[[Lease], None],
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+) -> IngestRun:
+    """Run ``work`` under the stream's lease and return the finished IngestRun (never raises ProviderError).
+
+    The run ends "skipped" when another worker holds the lease, "failed" with a redacted error and
+    an ``error_kind`` the task uses to decide on a retry, or "success".
+    """
+    secret = account.get_credential()
+    run = IngestRun.objects.create(
+        provider_account=account,
+        organization_id=account.organization_id,
+        stream=stream,
+        window_start=window_start,
+        window_end=window_end,
+    )
+    state = stream_state(account, stream)
+    owner = uuid.uuid4().hex
+    if not lease_acquire(state, owner):
+        run.status = RunStatus.SKIPPED
+        run.error = "skipped: another run of this stream is in progress"
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        return run
+    state.refresh_from_db()
+    lease = Lease(state=state, owner=owner, account=account, run=run)
+    kind = ""
+    message = ""
+    try:
+        work(lease)
+    except AuthError as exc:
+        kind, message = ErrorKind.AUTH, redact(str(exc), secret)
+    except TransientProviderError as exc:
+        kind, message = ErrorKind.TRANSIENT, redact(str(exc), secret)
+    except ProviderError as exc:
+        kind, message = ErrorKind.PROVIDER, redact(str(exc), secret)
+    except LeaseLost as exc:
+        kind, message = ErrorKind.LEASE, str(exc)
+    except Exception as exc:
+        # Unexpected: keep the type only; the traceback could quote a request.
+        kind, message = ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}"
+        logger.error("ingest of account %s stream %s crashed: %s", account.pk, stream, type(exc).__name__)
+    finally:
+        lease_release(state, owner)
+    _finish(run=run, state=state, account=account, stream=stream, kind=kind, message=message)
+    return run
+
+
+def _finish(
+    *, run: IngestRun, state: StreamState, account: ProviderAccount, stream: str, kind: str, message: str
+) -> None:
+    now = timezone.now()
+    run.finished_at = now
+    run.error_kind = kind
+    if kind:
+        run.status = RunStatus.FAILED
+        run.error = message[:500]
+        StreamState.objects.filter(pk=state.pk).update(
+            last_error=run.error, last_error_at=now, consecutive_failures=state.consecutive_failures + 1
+        )
+        logger.warning("ingest of account %s stream %s failed (%s): %s", account.pk, stream, kind, run.error)
+        if kind == ErrorKind.AUTH:
+            # Stop polling this account until someone fixes the credential; the page says why.
+            ProviderAccount.objects.filter(pk=account.pk).update(
+                status=AccountStatus.NEEDS_ATTENTION, status_message=f"{stream}: {run.error}"[:500]
+            )
+            account.status = AccountStatus.NEEDS_ATTENTION
+    else:
+        run.status = RunStatus.SUCCESS
+        StreamState.objects.filter(pk=state.pk).update(
+            last_success_at=now, last_error="", consecutive_failures=0
+        )
+        if account.status == AccountStatus.NEEDS_ATTENTION:
+            ProviderAccount.objects.filter(pk=account.pk).update(
+                status=AccountStatus.ACTIVE, status_message=""
+            )
+            account.status = AccountStatus.ACTIVE
+    run.save()
+
+
+def _chunks(start: datetime, end: datetime, size: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    cursor = start
+    while cursor < end:
+        upper = min(cursor + size, end)
+        yield cursor, upper
+        cursor = upper
+
+
+def _whole_seconds(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def usage_ingest_window(
+    *,
+    account: ProviderAccount,
+    start: datetime,
+    end: datetime,
+    refresh_rollups: bool = True,
+    connector: Connector | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestRun:
+    """Fetch and store the account's usage for [start, end) and return the run.
+
+    Steps, per chunk of the window (oldest first, ``connector.chunk`` long):
+    1. fetch every page of the chunk (a closed time window, so new rows cannot shift pages);
+    2. in one transaction: upsert the rows, recompute the billed-cost adjustments of the UTC days
+       the chunk touches (OpenAI, Anthropic), advance the cursor, refresh the touched rollup days.
+    A crash loses at most the chunk in flight; re-running re-reads it without double counting.
+    """
+    start, end = _whole_seconds(start), _whole_seconds(end)
+    own = connector is None
+
+    def work(lease: Lease) -> None:
+        nonlocal connector
+        if connector is None:
+            connector = connector_for(account)
+        try:
+            _ingest_chunks(lease, connector, start, end, refresh_rollups, progress)
+        finally:
+            if own:
+                connector.close()
+
+    return stream_run(account=account, stream=Stream.USAGE, work=work, window_start=start, window_end=end)
+
+
+def _ingest_chunks(
+    lease: Lease,
+    connector: Connector,
+    start: datetime,
+    end: datetime,
+    refresh_rollups: bool,
+    progress: ProgressCallback | None,
+) -> None:
+    run, account = lease.run, lease.account
+    organization = account.organization
+    chunks = list(_chunks(start, end, connector.chunk)) if connector.has_usage else []
+    total_rows = 0
+    for index, (chunk_start, chunk_end) in enumerate(chunks, 1):
+        rows: list[UsageRow] = []
+        for page in connector.fetch_usage(chunk_start, chunk_end):
+            run.pages += 1
+            rows.extend(page.rows)
+        costs = connector.fetch_costs(chunk_start, chunk_end) if connector.has_costs else []
+        with transaction.atomic():
+            result = usage_rows_upsert(
+                organization=organization, rows=rows, account=account, refresh_rollups=False
+            )
+            if connector.has_costs:
+                adjustments = cost_adjustments(account=account, costs=costs)
+                result.add(
+                    usage_rows_upsert(
+                        organization=organization, rows=adjustments, account=account, refresh_rollups=False
+                    )
+                )
+            lease.advance_cursor(chunk_end)
+            if refresh_rollups and result.days:
+                rollup_refresh_days(organization=organization, days=result.days)
+            run.rows_new += result.new
+            run.rows_updated += result.updated
+            run.rows_unchanged += result.unchanged
+            run.save(update_fields=["pages", "rows_new", "rows_updated", "rows_unchanged"])
+        lease.days |= result.days
+        total_rows += len(rows)
+        if progress:
+            progress(index, len(chunks), total_rows)
+    if not chunks or not connector.has_usage:
+        lease.advance_cursor(end)
+
+
+def usage_ingest_account(
+    *, account: ProviderAccount, now: datetime | None = None, refresh_rollups: bool = True
+) -> IngestRun:
+    """Ingest from the stream's cursor minus the connector's overlap up to now and return the run.
+
+    A first run reads ``QB_INITIAL_BACKFILL_DAYS`` (30) days. The overlap (6 h for gateways,
+    48 h for OpenAI, Anthropic and OpenRouter) re-reads late and revised provider data.
+    """
+    now = now or timezone.now()
+    overlap = connector_class(account.kind).overlap
+    cursor = stream_state(account, Stream.USAGE).cursor_at
+    start = (min(cursor, now) - overlap) if cursor else now - INITIAL_BACKFILL
+    return usage_ingest_window(account=account, start=start, end=now, refresh_rollups=refresh_rollups)
+
+
+def _adjustment_at(day: date) -> datetime:
+    # Noon UTC falls on the same calendar date in every zone from UTC-11 to UTC+11, so the
+    # adjustment lands on the organization's local day that matches the provider's UTC day.
+    return datetime.combine(day, time(12), tzinfo=UTC)
+
+
+def cost_adjustments(*, account: ProviderAccount, costs: list[CostLine]) -> list[UsageRow]:
+    """Return one adjustment row per (UTC day, model) so that stored cost = the provider's billed cost.
+
+    Why: usage buckets carry tokens but no money, so they are priced from ModelPrice (an estimate
+    per bucket, which drill-downs by key and hour need); the cost report is the billed truth but
+    only per day and model. Storing billed minus estimated as a zero-request row keyed
+    ``adj:<day>:<model>`` makes every sum equal the bill without double counting, and re-running
+    it after either side is re-read updates the same row in place. Usage models such as
+    ``gpt-4o-2024-08-06`` count toward a cost line named ``gpt-4o``.
+    """
+    if not costs:
+        return []
+    days = sorted({line.day for line in costs})
+    start = datetime.combine(days[0], time.min, tzinfo=UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), time.min, tzinfo=UTC)
+    estimated_rows = (
+        UsageRecord.objects.filter(
+            provider_account=account,
+            occurred_at__gte=start,
+            occurred_at__lt=end,
+            cost_source__in=[CostSource.PRICE, CostSource.UNPRICED],
+        )
+        .annotate(utc_day=TruncDate("occurred_at", tzinfo=UTC))
+        .values("utc_day", "model", "currency")
+        .annotate(total=Sum("cost"))
+        .order_by()
+    )
+    billed_models: dict[date, list[str]] = defaultdict(list)
+    for line in costs:
+        billed_models[line.day].append(line.model)
+    estimated: dict[tuple[date, str, str], Decimal] = defaultdict(Decimal)
+    for values in estimated_rows:
+        day, model = values["utc_day"], values["model"]
+        target = _billed_model_for(model, billed_models.get(day, []))
+        if target is not None:
+            estimated[(day, target, values["currency"])] += values["total"] or Decimal(0)
+    return [
+        UsageRow(
+            occurred_at=_adjustment_at(line.day),
+            model=line.model,
+            natural_key=f"adj:{line.day.isoformat()}:{line.model}"
+            + ("" if line.currency == "USD" else f":{line.currency}"),
+            requests=0,
+            bucket_seconds=86400,
+            cost=line.amount - estimated.get((line.day, line.model, line.currency), Decimal(0)),
+            currency=line.currency,
+        )
+        for line in costs
+    ]
+
+
+def _billed_model_for(model: str, billed: list[str]) -> str | None:
+    if model in billed:
+        return model
+    candidates = [name for name in billed if model.startswith(name + "-")]
+    return max(candidates, key=len) if candidates else None
+
+
+def keys_sync(*, account: ProviderAccount, connector: Connector | None = None) -> int:
+    """Create or rename the account's ApiKeys from the provider's key listing; returns keys created.
+
+    Only providers that list keys (OpenAI) do anything; gateways' keys appear from their logs.
+    Project assignment stays the admin's: a new key starts unassigned.
+    """
+    own = connector is None
+    connector = connector or connector_for(account)
+    try:
+        listed = connector.list_keys()
+    finally:
+        if own:
+            connector.close()
+    created = 0
+    existing = {key.external_id: key for key in ApiKey.objects.filter(provider_account=account)}
+    for info in listed:
+        key = existing.get(info.external_id)
+        if key is None:
+            ApiKey.objects.create(
+                organization_id=account.organization_id,
+                provider_account=account,
+                external_id=info.external_id,
+                name=info.name,
+                redacted_hint=info.redacted_hint,
+            )
+            created += 1
+        elif (key.name, key.redacted_hint) != (info.name, info.redacted_hint):
+            key.name, key.redacted_hint = info.name, info.redacted_hint
+            key.save(update_fields=["name", "redacted_hint"])
+    return created
+
+
+def ingest_account_summary(run: IngestRun) -> str:
+    """Return a one-line description of a run for commands and logs (no secrets: the error is redacted)."""
+    text = f"{run.status}: {run.pages} pages, {run.rows_new} new, {run.rows_updated} updated, {run.rows_unchanged} unchanged"
+    return f"{text} — {run.error}" if run.error else text
+
+
+__all__ = [
+    "LEASE_DURATION",
+    "ErrorKind",
+    "UpsertResult",
+    "cost_adjustments",
+    "keys_sync",
+    "lease_acquire",
+    "lease_release",
+    "local_day",
+    "stream_run",
+    "stream_state",
+    "usage_ingest_account",
+    "usage_ingest_window",
+]
