@@ -1805,6 +1805,8 @@ class _Handler(BaseHTTPRequestHandler):
     sim: ProviderSimulator
     protocol_version = "HTTP/1.1"
     server_version = "ProviderSimulator/1.0"
+    # Headers and body go out in two writes; with Nagle on, each response waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return
