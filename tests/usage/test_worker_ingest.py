@@ -194,11 +194,8 @@ def test_a_real_worker_ingests_from_the_simulator_to_the_cent_idempotently_and_r
         assert revision.rows_new == 0
         assert revision.rows_updated > 0
         # Same rows (same ids, same natural keys), new values: updated in place, nothing added.
-        before_openai = [
-            row
-            for row in before
-            if row[0] in set(UsageRecord.objects.filter(provider_account=openai).values_list("pk", flat=True))
-        ]
+        openai_ids = set(UsageRecord.objects.filter(provider_account=openai).values_list("pk", flat=True))
+        before_openai = [row for row in before if row[0] in openai_ids]
         after = snapshot([openai])
         assert [row[:2] for row in after] == [row[:2] for row in before_openai]
         assert sum(1 for old, new in zip(before_openai, after, strict=True) if old[2:6] != new[2:6]) > 0
@@ -231,6 +228,15 @@ def test_sigkill_mid_backfill_then_a_rerun_stores_the_same_totals_without_duplic
         partial = UsageRecord.objects.filter(provider_account=account).count()
         assert 0 < partial < expected_rows
         state = StreamState.objects.get(provider_account=account, stream=Stream.USAGE)
+        # Each chunk commits with the cursor: exactly the rows before the cursor are stored, the
+        # chunk in flight left nothing behind.
+        assert state.cursor_at is not None
+        assert partial == sum(
+            t.rows for t in simulator.expected_usage("reseller", start, state.cursor_at).values()
+        )
+        assert not UsageRecord.objects.filter(
+            provider_account=account, occurred_at__gte=state.cursor_at
+        ).exists()
         assert state.lease_owner  # the dead worker still holds the lease...
         # ...until LEASE_DURATION (15 min) passes; let that time pass instead of waiting for it.
         StreamState.objects.filter(pk=state.pk).update(lease_until=SIM_NOW.replace(year=2000))
