@@ -251,3 +251,7 @@ def test_sigkill_mid_backfill_then_a_rerun_stores_the_same_totals_without_duplic
     assert records.count() == expected_rows
     assert_matches_oracle(simulator, account, start, end)
     assert_rollups_match_records(account)
+    # The gateway's own stat endpoint agrees: Σquota, and Σcost = Σquota / quota_per_unit exactly.
+    sums = records.filter(status="success").aggregate(q=Sum("raw_quota"), c=Sum("cost"))
+    assert sums["q"] == gateway_stat_quota(simulator, "reseller", start, end)
+    assert sums["c"] == Decimal(sums["q"]) / Decimal(account.quota_per_unit)
