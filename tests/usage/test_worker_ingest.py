@@ -237,12 +237,18 @@ def test_sigkill_mid_backfill_then_a_rerun_stores_the_same_totals_without_duplic
         assert not UsageRecord.objects.filter(
             provider_account=account, occurred_at__gte=state.cursor_at
         ).exists()
-        assert state.lease_owner  # the dead worker still holds the lease...
-        # ...until LEASE_DURATION (15 min) passes; let that time pass instead of waiting for it.
-        StreamState.objects.filter(pk=state.pk).update(lease_until=SIM_NOW.replace(year=2000))
+        assert state.lease_owner
 
         # Restart, and deliver the task again (an acks_late message the dead worker never acked).
+        # The dead worker still holds the lease, so this copy stands aside and writes nothing...
         worker.start()
+        enqueue_ingest(worker, account, start, end)
+        worker.wait_until(lambda: len(finished_runs(account)) == 1, "the blocked rerun to finish")
+        [blocked] = finished_runs(account)
+        assert blocked.status == RunStatus.SKIPPED
+        assert UsageRecord.objects.filter(provider_account=account).count() == partial
+        # ...until LEASE_DURATION (15 min) passes; let that time pass instead of waiting for it.
+        StreamState.objects.filter(pk=state.pk).update(lease_until=SIM_NOW.replace(year=2000))
         [rerun] = ingest_and_wait(worker, [account], start, end)
 
     assert rerun.rows_new + rerun.rows_unchanged + rerun.rows_updated == expected_rows
