@@ -7,39 +7,19 @@ taking the message.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.db.models import Sum
 
 from config.celery import app as celery_app
 from tests import factories
+from tests.celery_worker import broker_url, private_queue, start_worker
 from usage.models import UsageDaily, UsageRecord
 from usage.services import usage_rows_upsert
 from usage.tasks import rebuild_rollups
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _worker_database_url() -> str:
-    """The URL of the database this test runs against (the test database, not the configured one)."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = quote(db["USER"] or "")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"])
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.mark.celery_worker
@@ -56,43 +36,10 @@ def test_a_real_worker_rebuilds_rollups_in_the_database() -> None:
     usage_rows_upsert(organization=org, rows=rows, refresh_rollups=False)
     assert not UsageDaily.objects.filter(organization=org).exists()
 
-    broker_url = os.environ.get("CELERY_TEST_BROKER_URL") or settings.CELERY_BROKER_URL
-    queue = f"qb-test-{uuid.uuid4().hex[:12]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _worker_database_url(),
-        "CELERY_BROKER_URL": broker_url,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "QB_VAR_DIR": str(settings.VAR_DIR),
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "-l",
-            "info",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    queue = private_queue()
+    worker = start_worker(queue)
     try:
-        with celery_app.connection_for_write(broker_url) as conn:
+        with celery_app.connection_for_write(broker_url()) as conn:
             rebuild_rollups.apply_async(args=[org.pk], queue=queue, connection=conn)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not UsageDaily.objects.filter(organization=org).exists():

@@ -306,8 +306,12 @@ def test_ingest_account_reads_from_the_cursor_minus_the_overlap(tenancy, simulat
 def test_the_worked_example_is_stored_unrounded_next_to_the_raw_quota(tenancy, loopback: Loopback) -> None:
     item = json.loads(fixture("newapi/log_page3.json"))["data"]["items"][0]
     loopback.route("/api/log/self", reply({"success": True, "data": {"items": [item], "total": 1}}))
-    for qpu, expected in ((500_000, Decimal("49.995818")), (1_000_000, Decimal("24.997909"))):
-        account = factories.make_account(tenancy.org, "newapi", base_url=loopback.url, quota_per_unit=qpu)
+    # First the model's default quota_per_unit (New API's 500,000), then an account with its own.
+    for overrides, expected in (
+        ({}, Decimal("49.995818")),
+        ({"quota_per_unit": 1_000_000}, Decimal("24.997909")),
+    ):
+        account = factories.make_account(tenancy.org, "newapi", base_url=loopback.url, **overrides)
         run = ingest.usage_ingest_window(account=account, start=DAY_START - timedelta(days=400), end=SIM_NOW)
         assert run.status == RunStatus.SUCCESS, run.error
         record = UsageRecord.objects.get(provider_account=account)
