@@ -505,14 +505,28 @@ def cost_drivers(
             reason = "volume"
             old_requests = old.requests if old else 0
             text = f"Volume growth: {old_requests:,} → {now.requests:,} requests (+{money})"
+        elif not now.requests and now.input_tokens > (old.input_tokens if old else 0):
+            # Bucketed reports (Anthropic's usage report) carry tokens but no request counts.
+            reason = "volume"
+            old_tokens = old.input_tokens if old else 0
+            text = f"Volume growth: {old_tokens:,} → {now.input_tokens:,} input tokens (+{money})"
         else:
             reason = "unit_cost"
-            old_unit = safe_ratio(old_cost, Decimal(old.requests)) if old else None
-            new_unit = safe_ratio(now.cost, Decimal(now.requests))
-            text = (
-                f"Dearer requests: {format_money(old_unit, currency, 4)} → "
-                f"{format_money(new_unit, currency, 4)} per request (+{money})"
-            )
+            if now.requests:
+                old_unit = safe_ratio(old_cost, Decimal(old.requests)) if old else None
+                new_unit = safe_ratio(now.cost, Decimal(now.requests))
+                text = (
+                    f"Dearer requests: {format_money(old_unit, currency, 4)} → "
+                    f"{format_money(new_unit, currency, 4)} per request (+{money})"
+                )
+            else:
+                million = Decimal(1_000_000)
+                old_unit = safe_ratio(old_cost * million, Decimal(old.input_tokens)) if old else None
+                new_unit = safe_ratio(now.cost * million, Decimal(now.input_tokens))
+                text = (
+                    f"Dearer tokens: {format_money(old_unit, currency)} → "
+                    f"{format_money(new_unit, currency)} per 1M input tokens (+{money})"
+                )
         drivers.append(CostDriver(now.key_name, now.model, now.cost, old_cost, reason, text))
     drivers.sort(key=lambda d: (-d.delta, d.key_name, d.model))
     return drivers[:limit]

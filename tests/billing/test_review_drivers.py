@@ -49,6 +49,23 @@ def test_same_requests_costing_more_is_a_unit_cost_rise() -> None:
     assert "$0.1000 → $0.1200 per request" in driver.explanation
 
 
+def test_bucketed_reports_without_request_counts_explain_by_tokens() -> None:
+    [grew] = cost_drivers(
+        [stats("k1", "claude", "15", 0, inp=3_000_000)],
+        [stats("k1", "claude", "10", 0, inp=2_000_000)],
+        currency="USD",
+    )
+    assert grew.reason == "volume"
+    assert "2,000,000 → 3,000,000 input tokens" in grew.explanation
+    [dearer] = cost_drivers(
+        [stats("k1", "claude", "12", 0, inp=2_000_000)],
+        [stats("k1", "claude", "10", 0, inp=2_000_000)],
+        currency="USD",
+    )
+    assert dearer.reason == "unit_cost"
+    assert "$5.00 → $6.00 per 1M input tokens" in dearer.explanation
+
+
 def test_only_growth_is_listed_largest_first_and_limited() -> None:
     previous = [stats("k1", f"m{i}", "10", 10) for i in range(8)]
     current = [stats("k1", f"m{i}", str(10 + i), 10) for i in range(8)]  # m0 unchanged

@@ -248,6 +248,28 @@ class Command(BaseCommand):
                 "note": "Prepaid credit (expires one year after purchase)",
             },
         )
+        # OpenAI and Anthropic expose no balance: their derived balance is these credits minus billed cost.
+        anthropic = next(a for a in accounts if a.kind == "anthropic")
+        for account, ref, amount, days_ago in (
+            (openai, "demo-openai-credit-aug", Decimal("1000"), 75),
+            (anthropic, "demo-anthropic-credit-aug", Decimal("1500"), 88),
+            (anthropic, "demo-anthropic-credit-nov", Decimal("1200"), 18),
+        ):
+            bought = now - timedelta(days=days_ago)
+            TopUp.objects.get_or_create(
+                provider_account=account,
+                order_ref=ref,
+                defaults={
+                    "amount": amount,
+                    "currency": "USD",
+                    "status": TopUpStatus.CREDITED,
+                    "source": TopUpSource.MANUAL,
+                    "payment_method": "card",
+                    "created_at": bought,
+                    "credited_at": bought,
+                    "expires_at": bought + timedelta(days=365) if account.kind == "openai" else None,
+                },
+            )
         self.stdout.write(f"  top-ups: {TopUp.objects.filter(provider_account__in=accounts).count()}")
 
     def _budgets(self, org: Organization, now: datetime) -> None:
