@@ -200,3 +200,30 @@ class AutoRechargeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean_amount(self) -> Decimal | None:
         return _positive(self.cleaned_data.get("amount"))
+
+
+class TopUpPlannerForm(forms.Form):
+    """The planner's two knobs (GET): days to cover and safety factor; defaults come from the account."""
+
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=365,
+        label="Days to cover",
+        error_messages={
+            "min_value": "Cover at least 1 day",
+            "max_value": "Cover at most 365 days",
+            "invalid": "Enter a whole number of days",
+        },
+    )
+    factor = forms.DecimalField(
+        min_value=Decimal(1),
+        max_value=Decimal(5),
+        max_digits=4,
+        decimal_places=2,
+        label="Safety factor",
+        error_messages={
+            "min_value": "The safety factor is at least 1 (no buffer)",
+            "max_value": "A safety factor above 5 is not a buffer, it is a stockpile",
+            "invalid": "Enter a number such as 1.5",
+        },
+    )
