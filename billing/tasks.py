@@ -89,7 +89,7 @@ DELIVERY_BACKOFF_MAX = 1800
 
 def delivery_backoff(retries: int) -> int:
     """Seconds before retry number ``retries + 1``: 30, 60, 120, ... doubling, capped at 30 minutes."""
-    return min(30 * 2**retries, DELIVERY_BACKOFF_MAX)
+    return min(30 << retries, DELIVERY_BACKOFF_MAX)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=DELIVERY_MAX_RETRIES, soft_time_limit=60, time_limit=90)
