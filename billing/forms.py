@@ -29,6 +29,12 @@ def amount_field(**kwargs: Any) -> forms.DecimalField:
 POSITIVE = "Amount must be greater than 0"
 
 
+def _plain(value: Decimal) -> str:
+    """10.0000000000 -> "10", 12.5000 -> "12.5" (never exponent notation)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _positive(value: Decimal | None, *, required: bool = True) -> Decimal | None:
     if value is None:
         if required:
@@ -197,6 +203,14 @@ class AutoRechargeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = AutoRechargeRule
         fields = ["enabled", "threshold", "amount", "monthly_limit"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Stored amounts come back with the column's full scale (10.0000000000): show them as entered.
+        for name in ("threshold", "amount", "monthly_limit"):
+            value = self.initial.get(name)
+            if isinstance(value, Decimal):
+                self.initial[name] = _plain(value)
 
     def clean_amount(self) -> Decimal | None:
         return _positive(self.cleaned_data.get("amount"))

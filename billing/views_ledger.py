@@ -149,7 +149,8 @@ def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> 
         else:
             raise PermissionDenied("Unknown action")
     item = account_runways(organization=access.organization, today=today, account=account)[0]
-    history = balance_history(account=account, since=now - timedelta(days=HISTORY_DAYS))
+    since = now - timedelta(days=HISTORY_DAYS)
+    history = balance_history(account=account, since=since)
     planner_form, plan = _planner(request, item)
     context = {
         "access": access,
@@ -158,7 +159,9 @@ def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> 
         "today": today,
         "item": item,
         "account": account,
-        "history_figure": charts.balance_history_figure(history, currency=account.currency)
+        "history_figure": charts.balance_history_figure(
+            history, currency=account.currency, window=(since, now)
+        )
         if history
         else None,
         "recent": list(reversed(history[-10:])),
