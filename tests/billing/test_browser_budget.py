@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from django.utils import timezone
 
-from tests.billing.builders import spend
+from billing.models import AutoRechargeRule, BalanceSnapshot
+from billing.services.alerts import alerts_evaluate
+from tests import factories
+from tests.billing.builders import budget, spend
 from tests.conftest import Tenancy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -93,14 +98,6 @@ def test_owner_sets_a_budget_fixes_a_bad_amount_and_sees_the_variance_panel_upda
 def test_balances_planner_recharge_projection_and_alerts_render_and_the_planner_recomputes(
     tenancy: Tenancy, live_server: Any, browser: Any
 ) -> None:
-    from datetime import timedelta
-    from decimal import Decimal
-
-    from billing.models import AutoRechargeRule, BalanceSnapshot
-    from billing.services.alerts import alerts_evaluate
-    from tests import factories
-    from tests.billing.builders import budget
-
     now = timezone.now()
     today = now.astimezone(tenancy.org.zoneinfo).date()
     account = factories.make_account(tenancy.org, "newapi", slug="lz", name="LaoZhang")
