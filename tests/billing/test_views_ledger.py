@@ -11,7 +11,7 @@ import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from billing.models import AlertEvent, AutoRechargeRule, BalanceSnapshot, SnapshotSource, TopUp
+from billing.models import AlertEvent, AlertPolicy, AutoRechargeRule, BalanceSnapshot, SnapshotSource, TopUp
 from billing.services.ledger import topup_record
 from tests import factories
 from tests.billing.builders import spend
@@ -289,3 +289,38 @@ def test_alert_list_filters_open_alerts_and_outsiders_cannot_ack(
     assert "alert 4" in html and "handled one" not in html
     outsider = client_for(tenancy.outsider)
     assert outsider.post(reverse("alert_ack", args=["globex", done.public_id])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_admin_changes_alert_settings_others_cannot_and_bad_values_are_explained(tenancy: Tenancy) -> None:
+    url = reverse("alert_list", args=["acme"])
+    data = {
+        "policy-low_balance_runway_days": "3",
+        "policy-low_balance_amount": "12.50",
+        "policy-anomaly_factor": "4",
+        "policy-anomaly_min_amount": "2",
+        "policy-stale_after_hours": "12",
+        "policy-webhook_url": "https://hooks.acme.test/qb",
+        "policy-recipients": "ops@acme.test",
+    }
+    for role in ("viewer", "finance", "owner"):
+        assert client_for(getattr(tenancy, role)).post(url, data).status_code == 403
+    assert client_for(tenancy.outsider).post(url, data).status_code == 404
+    bad = client_for(tenancy.admin).post(
+        url, {**data, "policy-anomaly_factor": "1", "policy-recipients": "not-an-address"}
+    )
+    html = bad.content.decode()
+    assert "A spike must be more than 1 times the average" in html
+    assert "Not an e-mail address: not-an-address" in html
+    assert client_for(tenancy.admin).post(url, data).status_code == 302
+    policy = AlertPolicy.objects.get(organization=tenancy.org)
+    assert (policy.low_balance_runway_days, policy.low_balance_amount, policy.anomaly_factor) == (
+        3,
+        D("12.5"),
+        D("4"),
+    )
+    assert (policy.stale_after_hours, policy.recipients) == (12, "ops@acme.test")
+    viewer_html = client_for(tenancy.viewer).get(url).content.decode()
+    assert "Low balance under 3 days of runway or under 12.50" in viewer_html
+    assert "spend spike above 4× the 14-day average · stale after 12 h" in viewer_html
+    assert 'name="policy-anomaly_factor"' not in viewer_html
