@@ -7,6 +7,7 @@ numbers are display-only floats.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 
 from projects.money import format_money
@@ -15,6 +16,7 @@ from usage.charts import PALETTE, Figure, base_layout
 from .models import BalanceSnapshot
 from .selectors import BudgetVariance
 
+SPARSE_POINTS = 40  # up to this many readings, draw markers too
 STATE_COLOURS = {"on-track": "#047857", "at-risk": "#b45309", "over": "#b91c1c"}
 
 
@@ -74,19 +76,27 @@ def budget_variance_figure(rows: Sequence[BudgetVariance]) -> Figure:
     return {"data": traces, "layout": layout}
 
 
-def balance_history_figure(snapshots: Sequence[BalanceSnapshot], *, currency: str) -> Figure:
+def balance_history_figure(
+    snapshots: Sequence[BalanceSnapshot],
+    *,
+    currency: str,
+    window: tuple[datetime, datetime] | None = None,
+) -> Figure:
     """Balance over time in currency; for gateways the raw quota on a second axis.
 
-    Console entries (source "manual") are drawn as separate markers so drift stands out.
+    Console entries (source "manual") are drawn as separate markers so drift stands out. ``window``
+    pins the x axis to the period the page names (otherwise a single reading zooms the axis to
+    milliseconds); a sparse history gets markers so lone readings are visible.
     """
     provider = [s for s in snapshots if s.source == "provider"]
     manual = [s for s in snapshots if s.source == "manual"]
     traces: list[dict[str, object]] = []
+    mode = "lines+markers" if len(provider) <= SPARSE_POINTS else "lines"
     if provider:
         traces.append(
             {
                 "type": "scatter",
-                "mode": "lines",
+                "mode": mode,
                 "name": f"Balance ({currency})",
                 "x": [s.taken_at.isoformat() for s in provider],
                 "y": [_num(s.remaining) for s in provider],
@@ -100,7 +110,7 @@ def balance_history_figure(snapshots: Sequence[BalanceSnapshot], *, currency: st
         traces.append(
             {
                 "type": "scatter",
-                "mode": "lines",
+                "mode": mode,
                 "name": "Raw quota",
                 "x": [s.taken_at.isoformat() for s in quota],
                 "y": [s.raw_quota for s in quota],
@@ -124,5 +134,22 @@ def balance_history_figure(snapshots: Sequence[BalanceSnapshot], *, currency: st
         )
     layout = base_layout(yaxis_title=f"Balance ({currency})", height=300)
     if quota:
-        layout["yaxis2"] = {"title": {"text": "Quota"}, "overlaying": "y", "side": "right", "showgrid": False}
+        layout["yaxis2"] = {
+            "title": {"text": "Quota", "standoff": 8},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "tickformat": "~s",  # 20M rather than 20,000,000 rounded to "20"
+            "automargin": True,
+            "rangemode": "tozero",
+        }
+        layout["margin"] = {**layout["margin"], "r": 56}
+    # A balance is read against zero: how far it is from running out is the point of the chart.
+    layout["yaxis"] = {**layout["yaxis"], "rangemode": "tozero"}
+    if window is not None:
+        pad = (window[1] - window[0]) / 60  # keeps the newest reading's marker off the plot edge
+        layout["xaxis"] = {
+            **layout["xaxis"],
+            "range": [window[0].isoformat(), (window[1] + pad).isoformat()],
+        }
     return {"data": traces, "layout": layout}

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 
 from projects.models import Organization, Project, ProviderAccount, validate_currency
 
-from .models import AutoRechargeRule, Budget, TopUpStatus
+from .models import AlertPolicy, AutoRechargeRule, Budget, TopUpStatus
 from .rules import parse_thresholds
 
 
@@ -27,6 +27,12 @@ def amount_field(**kwargs: Any) -> forms.DecimalField:
 
 
 POSITIVE = "Amount must be greater than 0"
+
+
+def _plain(value: Decimal) -> str:
+    """10.0000000000 -> "10", 12.5000 -> "12.5" (never exponent notation)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _positive(value: Decimal | None, *, required: bool = True) -> Decimal | None:
@@ -198,5 +204,103 @@ class AutoRechargeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
         model = AutoRechargeRule
         fields = ["enabled", "threshold", "amount", "monthly_limit"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Stored amounts come back with the column's full scale (10.0000000000): show them as entered.
+        for name in ("threshold", "amount", "monthly_limit"):
+            value = self.initial.get(name)
+            if isinstance(value, Decimal):
+                self.initial[name] = _plain(value)
+
     def clean_amount(self) -> Decimal | None:
         return _positive(self.cleaned_data.get("amount"))
+
+
+class TopUpPlannerForm(forms.Form):
+    """The planner's two knobs (GET): days to cover and safety factor; defaults come from the account."""
+
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=365,
+        label="Days to cover",
+        error_messages={
+            "min_value": "Cover at least 1 day",
+            "max_value": "Cover at most 365 days",
+            "invalid": "Enter a whole number of days",
+        },
+    )
+    factor = forms.DecimalField(
+        min_value=Decimal(1),
+        max_value=Decimal(5),
+        max_digits=4,
+        decimal_places=2,
+        label="Safety factor",
+        error_messages={
+            "min_value": "The safety factor is at least 1 (no buffer)",
+            "max_value": "A safety factor above 5 is not a buffer, it is a stockpile",
+            "invalid": "Enter a number such as 1.5",
+        },
+    )
+
+
+class AlertPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Organization-wide alert limits (admins): low balance, spend anomaly, stale data, default webhook."""
+
+    low_balance_amount = amount_field(
+        required=False, min_value=Decimal(0), label="Low balance: also alert below (account currency)"
+    )
+    anomaly_min_amount = amount_field(min_value=Decimal(0), label="Ignore spikes on days smaller than")
+
+    class Meta:
+        model = AlertPolicy
+        fields = [
+            "low_balance_runway_days",
+            "low_balance_amount",
+            "anomaly_factor",
+            "anomaly_min_amount",
+            "stale_after_hours",
+            "webhook_url",
+            "recipients",
+        ]
+        labels = {
+            "low_balance_runway_days": "Low balance: alert under this many days of runway",
+            "anomaly_factor": "Spike: a day above this many times its 14-day average",
+            "stale_after_hours": "Stale data: alert after this many hours without a sync",
+            "webhook_url": "Webhook URL for alerts outside budgets",
+            "recipients": "Extra e-mail recipients",
+        }
+        widgets = {"recipients": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("low_balance_amount", "anomaly_min_amount", "anomaly_factor"):
+            value = self.initial.get(name)
+            if isinstance(value, Decimal):
+                self.initial[name] = _plain(value)
+
+    def clean_low_balance_runway_days(self) -> int:
+        days: int = self.cleaned_data["low_balance_runway_days"]
+        if days < 1:
+            raise ValidationError("Use at least 1 day of runway")
+        return days
+
+    def clean_anomaly_factor(self) -> Decimal:
+        factor: Decimal = self.cleaned_data["anomaly_factor"]
+        if factor <= 1:
+            raise ValidationError("A spike must be more than 1 times the average")
+        return factor
+
+    def clean_stale_after_hours(self) -> int:
+        hours: int = self.cleaned_data["stale_after_hours"]
+        if hours < 1:
+            raise ValidationError("Use at least 1 hour")
+        return hours
+
+    def clean_recipients(self) -> str:
+        lines = [line.strip() for line in self.cleaned_data["recipients"].splitlines() if line.strip()]
+        for line in lines:
+            try:
+                validate_email(line)
+            except ValidationError as exc:
+                raise ValidationError(f"Not an e-mail address: {line}") from exc
+        return "\n".join(lines)

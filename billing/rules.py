@@ -10,8 +10,8 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
 
 ZERO = Decimal(0)
@@ -182,6 +182,71 @@ def suggested_topup(
     return average_daily * days_to_cover * safety_factor
 
 
+@dataclass(frozen=True)
+class PurchaseTerms:
+    """What a provider lets you buy: the smallest top-up and how long bought credit lasts (None: forever)."""
+
+    minimum: Decimal = ZERO
+    expires_after_days: int | None = None
+
+
+# OpenAI prepaid credits: minimum purchase $5, expire one year after purchase (domain.md). Other providers
+# publish no minimum or expiry we rely on; an account without terms plans with none.
+PURCHASE_TERMS: Mapping[str, PurchaseTerms] = {
+    "openai": PurchaseTerms(minimum=Decimal("5"), expires_after_days=365),
+}
+NO_TERMS = PurchaseTerms()
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class TopUpPlan:
+    """A suggested purchase. ``amount`` None means buy nothing; ``reason`` says which rule decided.
+
+    reason: "" (plain average x days x factor), "minimum" (raised to the minimum purchase),
+    "expiry" (cut to what can be spent before the credit expires), "no_spend" (no recent spend),
+    "would_expire" (even the minimum purchase could not be used before it expires).
+    """
+
+    raw: Decimal
+    amount: Decimal | None
+    reason: str
+    usable_before_expiry: Decimal | None
+
+
+def plan_topup(
+    *,
+    average_daily: Decimal,
+    safety_factor: Decimal,
+    days_to_cover: int = DAYS_TO_COVER,
+    terms: PurchaseTerms = NO_TERMS,
+    balance: Decimal = ZERO,
+) -> TopUpPlan:
+    """Suggested top-up respecting the provider's minimum purchase and credit expiry.
+
+    raw = average x days x factor, rounded up to the cent (you cannot buy a fraction of a cent). It is
+    raised to ``terms.minimum``. With expiring credit it is never more than can be spent before the
+    new credit expires: average x expiry days - the current balance (older credit is spent first), rounded
+    down to the cent. When even the minimum purchase could not be spent in time, nothing is suggested.
+    """
+    raw = (average_daily * days_to_cover * safety_factor).quantize(CENT, rounding=ROUND_CEILING)
+    if average_daily <= 0:
+        return TopUpPlan(raw=ZERO, amount=None, reason="no_spend", usable_before_expiry=None)
+    usable = None
+    if terms.expires_after_days is not None:
+        usable = max(average_daily * terms.expires_after_days - max(balance, ZERO), ZERO).quantize(
+            CENT, rounding=ROUND_FLOOR
+        )
+    amount, reason = raw, ""
+    if amount < terms.minimum:
+        amount, reason = terms.minimum, "minimum"
+    if usable is not None and amount > usable:
+        if usable < terms.minimum or usable <= 0:
+            return TopUpPlan(raw=raw, amount=None, reason="would_expire", usable_before_expiry=usable)
+        amount, reason = usable, "expiry"
+    return TopUpPlan(raw=raw, amount=amount, reason=reason, usable_before_expiry=usable)
+
+
 # --- Anomalies --------------------------------------------------------------------------------------
 
 
@@ -227,6 +292,7 @@ class RechargeMonth:
     limit_reached: bool
     closing_balance: Decimal
     refused_spend: Decimal  # spend that could not happen because the balance was at zero
+    first_refused_at: datetime | None = None  # the first event whose spend was (partly) refused
 
 
 def auto_recharge_allowance(*, monthly_limit: Decimal | None, recharged: Decimal) -> Decimal | None:
@@ -256,6 +322,7 @@ def auto_recharge_month(
     balance = opening_balance
     recharged = already_recharged
     refused = ZERO
+    first_refused_at: datetime | None = None
     recharges: list[AutoRecharge] = []
     for event in sorted(events, key=lambda e: e.at):
         if event.kind == "manual_topup":
@@ -263,6 +330,8 @@ def auto_recharge_month(
         else:
             spent = min(event.amount, max(balance, ZERO))
             refused += event.amount - spent
+            if spent < event.amount and first_refused_at is None:
+                first_refused_at = event.at
             balance -= spent
         if balance >= threshold:
             continue
@@ -280,6 +349,83 @@ def auto_recharge_month(
         limit_reached=limit_reached,
         closing_balance=balance,
         refused_spend=refused,
+        first_refused_at=first_refused_at,
+    )
+
+
+@dataclass(frozen=True)
+class RechargeProjection:
+    """The next ``days`` days under an auto-recharge rule at a steady daily spend."""
+
+    recharges: list[AutoRecharge]
+    cash_out: dict[date, Decimal]  # first day of each month touched -> auto-recharge added that month
+    limit_reached: dict[date, bool]  # first day of month -> the monthly limit was reached
+    refused_spend: Decimal
+    first_refused_on: date | None  # the first day calls would fail at zero balance
+    closing_balance: Decimal
+
+
+def auto_recharge_projection(
+    *,
+    opening_balance: Decimal,
+    threshold: Decimal,
+    amount: Decimal,
+    monthly_limit: Decimal | None,
+    daily_spend: Decimal,
+    today: date,
+    days: int = 30,
+    already_recharged: Decimal = ZERO,
+) -> RechargeProjection:
+    """Project days today+1 .. today+``days`` at ``daily_spend`` a day (auto_recharge_month per month).
+
+    ``already_recharged`` counts against this month's limit only; the limit starts afresh on the 1st of
+    each following month, and the provider's check then runs at once (a balance left under the threshold
+    by a limit-capped month is recharged at 00:00 on the 1st, before that day's spend). Spend is booked
+    at noon UTC of its day; the month's cash-out is what auto-recharge adds (manual top-ups are not
+    projected).
+    """
+    balance = opening_balance
+    recharges: list[AutoRecharge] = []
+    cash_out: dict[date, Decimal] = {}
+    limit_reached: dict[date, bool] = {}
+    refused = ZERO
+    first_refused: date | None = None
+    by_month: dict[date, list[date]] = {}
+    for n in range(1, days + 1):
+        day = today + timedelta(days=n)
+        by_month.setdefault(day.replace(day=1), []).append(day)
+    for first, month_days in by_month.items():
+        events = [
+            LedgerEvent(at=datetime(d.year, d.month, d.day, 12, tzinfo=UTC), kind="spend", amount=daily_spend)
+            for d in month_days
+        ]
+        is_current = first == today.replace(day=1)
+        if not is_current:
+            events.insert(
+                0, LedgerEvent(at=datetime(first.year, first.month, 1, tzinfo=UTC), kind="spend", amount=ZERO)
+            )
+        month = auto_recharge_month(
+            opening_balance=balance,
+            threshold=threshold,
+            amount=amount,
+            monthly_limit=monthly_limit,
+            events=events,
+            already_recharged=already_recharged if is_current else ZERO,
+        )
+        if first_refused is None and month.first_refused_at is not None:
+            first_refused = month.first_refused_at.date()
+        recharges.extend(month.recharges)
+        cash_out[first] = month.total_added
+        limit_reached[first] = month.limit_reached
+        refused += month.refused_spend
+        balance = month.closing_balance
+    return RechargeProjection(
+        recharges=recharges,
+        cash_out=cash_out,
+        limit_reached=limit_reached,
+        refused_spend=refused,
+        first_refused_on=first_refused,
+        closing_balance=balance,
     )
 
 

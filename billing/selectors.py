@@ -358,6 +358,8 @@ class AccountRunway:
     factor: Decimal
     suggested_topup: Decimal | None
     daily: dict[date, Decimal]
+    plan: rules.TopUpPlan | None = None
+    terms: rules.PurchaseTerms = rules.NO_TERMS
 
     @property
     def is_derived(self) -> bool:
@@ -446,6 +448,10 @@ def account_runways(
         burn_7 = rules.trailing_average(daily, today=today, days=7)
         burn_30 = rules.trailing_average(daily, today=today, days=30)
         factor_name, factor = rules.safety_factor_for(environments.get(acct.pk, set()))
+        terms = rules.PURCHASE_TERMS.get(acct.kind, rules.NO_TERMS)
+        plan = rules.plan_topup(
+            average_daily=burn_7, safety_factor=factor, terms=terms, balance=balance or ZERO
+        )
         result.append(
             AccountRunway(
                 account=acct,
@@ -460,10 +466,10 @@ def account_runways(
                 else None,
                 factor_name=factor_name,
                 factor=factor,
-                suggested_topup=rules.suggested_topup(average_daily=burn_7, safety_factor=factor)
-                if burn_7 > 0
-                else None,
+                suggested_topup=plan.amount,
                 daily=daily,
+                plan=plan,
+                terms=terms,
             )
         )
     return result

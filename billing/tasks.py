@@ -84,6 +84,12 @@ def evaluate_alerts(organization_id: int | None = None) -> int:
 
 
 DELIVERY_MAX_RETRIES = 6
+DELIVERY_BACKOFF_MAX = 1800
+
+
+def delivery_backoff(retries: int) -> int:
+    """Seconds before retry number ``retries + 1``: 30, 60, 120, ... doubling, capped at 30 minutes."""
+    return min(30 << retries, DELIVERY_BACKOFF_MAX)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=DELIVERY_MAX_RETRIES, soft_time_limit=60, time_limit=90)
@@ -101,7 +107,7 @@ def deliver_alert(self: Any, delivery_id: int) -> str:
         if self.request.retries >= DELIVERY_MAX_RETRIES:
             alert_delivery_give_up(delivery_id=delivery_id)
             return "failed"
-        raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 1800)) from exc
+        raise self.retry(exc=exc, countdown=delivery_backoff(self.request.retries)) from exc
 
 
 # --- Month summary e-mail (finance) ------------------------------------------------------------------

@@ -6,26 +6,46 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods
 
 from projects.http import AuthedRequest
 from projects.models import Role
 from projects.selectors import get_org_for_user
 
-from .models import AlertEvent
+from .forms import AlertPolicyForm
+from .models import AlertEvent, AlertPolicy
 from .selectors import alerts_for_org, get_alert_for_user
-from .services.alerts import alert_acknowledge
+from .services.alerts import alert_acknowledge, alert_policy_for
 
 TEMPLATE = "billing/alert_list.html"
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @login_required
 def alert_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
-    """The newest 200 alerts (or only open ones with ?open=1), with delivery status per channel."""
+    """The newest 200 alerts (or only open ones with ?open=1), with delivery status per channel; admins
+    also get the organization's alert settings (POST saves them)."""
     access = get_org_for_user(request.user, org_slug)
+    is_admin = access.role == Role.ADMIN
+    # Readers see the settings (the defaults until an admin saves some) without creating a row.
+    policy = (
+        alert_policy_for(access.organization)
+        if is_admin
+        else AlertPolicy.objects.filter(organization=access.organization).first()
+        or AlertPolicy(organization=access.organization)
+    )
+    form = AlertPolicyForm(instance=policy, prefix="policy") if is_admin else None
+    if request.method == "POST":
+        if not is_admin:
+            raise PermissionDenied("Only admins change alert settings")
+        form = AlertPolicyForm(request.POST, instance=policy, prefix="policy")
+        if form.is_valid():
+            form.save()
+            return redirect("alert_list", org_slug)
     open_only = request.GET.get("open") == "1"
     context = {
+        "policy": policy,
+        "policy_form": form,
         "access": access,
         "org": access.organization,
         "nav": "alerts",

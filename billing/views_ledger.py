@@ -20,13 +20,14 @@ from projects.models import Role
 from projects.selectors import OrgAccess, get_account_for_user, get_org_for_user
 
 from . import charts, rules
-from .forms import AutoRechargeRuleForm, ConsoleBalanceForm, TopUpForm, TopUpImportForm
+from .forms import AutoRechargeRuleForm, ConsoleBalanceForm, TopUpForm, TopUpImportForm, TopUpPlannerForm
 from .models import AutoRechargeRule, TopUp
 from .selectors import AccountRunway, account_runways, auto_recharged_in_month, balance_history
 from .services.ledger import IMPORT_COLUMNS, balance_snapshot_record_manual, topup_record, topups_import_csv
 
 HISTORY_DAYS = 90
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
+RECHARGE_PROJECTION_DAYS = 30
 
 
 def _can_edit_ledger(access: OrgAccess) -> bool:
@@ -58,10 +59,10 @@ def balance_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
 
 
 def _recharge_projection(
-    item: AccountRunway, rule: AutoRechargeRule | None, now: datetime, today: date, tz: zoneinfo.ZoneInfo
+    item: AccountRunway, rule: AutoRechargeRule | None, today: date, tz: zoneinfo.ZoneInfo
 ) -> dict[str, Any] | None:
-    """This month's auto-recharges so far and what the rule would add for the rest of the month at the
-    7-day burn rate (rules.auto_recharge_month)."""
+    """This month's auto-recharges so far, the allowance left, and the next 30 days under the rule at
+    the 7-day burn rate (rules.auto_recharge_projection: when recharges fire, each month's cash-out)."""
     if rule is None or not rule.enabled:
         return None
     first, last = rules.month_bounds(today)
@@ -70,23 +71,47 @@ def _recharge_projection(
     so_far = auto_recharged_in_month(account=item.account, start=start, end=end)
     projection = None
     if item.balance is not None:
-        events = [
-            rules.LedgerEvent(at=now + timedelta(days=n), kind="spend", amount=item.burn_7)
-            for n in range(1, rules.days_left_in_month(today) + 1)
-        ]
-        projection = rules.auto_recharge_month(
+        projection = rules.auto_recharge_projection(
             opening_balance=item.balance,
             threshold=rule.threshold,
             amount=rule.amount,
             monthly_limit=rule.monthly_limit,
-            events=events,
+            daily_spend=item.burn_7,
+            today=today,
+            days=RECHARGE_PROJECTION_DAYS,
             already_recharged=so_far,
         )
     return {
         "so_far": so_far,
         "allowance": rules.auto_recharge_allowance(monthly_limit=rule.monthly_limit, recharged=so_far),
         "projection": projection,
+        "days": RECHARGE_PROJECTION_DAYS,
+        "months": [
+            {"month": month, "cash_out": amount, "limit_reached": projection.limit_reached[month]}
+            for month, amount in projection.cash_out.items()
+        ]
+        if projection
+        else [],
     }
+
+
+def _planner(request: AuthedRequest, item: AccountRunway) -> tuple[TopUpPlannerForm, rules.TopUpPlan | None]:
+    """The top-up planner with the account's defaults or the user's edited days and safety factor (GET)."""
+    initial: dict[str, Any] = {"days": rules.DAYS_TO_COVER, "factor": item.factor}
+    edited = "plan-days" in request.GET or "plan-factor" in request.GET
+    form = TopUpPlannerForm(request.GET if edited else None, initial=initial, prefix="plan")
+    if edited and not form.is_valid():
+        return form, None
+    days: int = form.cleaned_data["days"] if edited else rules.DAYS_TO_COVER
+    factor: Decimal = form.cleaned_data["factor"] if edited else item.factor
+    plan = rules.plan_topup(
+        average_daily=item.burn_7,
+        safety_factor=factor,
+        days_to_cover=days,
+        terms=item.terms,
+        balance=item.balance or Decimal(0),
+    )
+    return form, plan
 
 
 @require_http_methods(["GET", "POST"])
@@ -124,7 +149,9 @@ def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> 
         else:
             raise PermissionDenied("Unknown action")
     item = account_runways(organization=access.organization, today=today, account=account)[0]
-    history = balance_history(account=account, since=now - timedelta(days=HISTORY_DAYS))
+    since = now - timedelta(days=HISTORY_DAYS)
+    history = balance_history(account=account, since=since)
+    planner_form, plan = _planner(request, item)
     context = {
         "access": access,
         "org": access.organization,
@@ -132,12 +159,16 @@ def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> 
         "today": today,
         "item": item,
         "account": account,
-        "history_figure": charts.balance_history_figure(history, currency=account.currency)
+        "history_figure": charts.balance_history_figure(
+            history, currency=account.currency, window=(since, now)
+        )
         if history
         else None,
         "recent": list(reversed(history[-10:])),
         "rule": rule,
-        "recharge": _recharge_projection(item, rule, now, today, access.organization.zoneinfo),
+        "recharge": _recharge_projection(item, rule, today, access.organization.zoneinfo),
+        "planner_form": planner_form,
+        "plan": plan,
         "console_form": console_form if _can_edit_ledger(access) else None,
         "rule_form": rule_form if access.role == Role.ADMIN else None,
         "days_to_cover": rules.DAYS_TO_COVER,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import partial
 
 from celery import shared_task
 from django.conf import settings
@@ -66,6 +67,12 @@ def ingest_account_usage(account_id: int, since_iso: str | None = None, until_is
         run = ingest.usage_ingest_account(account=account)
     if run.status == RunStatus.FAILED and run.error_kind == ingest.ErrorKind.TRANSIENT:
         raise TransientIngestError(run.error)
+    if run.status == RunStatus.SUCCESS and (run.rows_new or run.rows_updated):
+        # Rollups were updated with the rows: evaluate the organization's alerts now rather than at the
+        # next 10-minute beat (idempotent, so overlapping with the beat run is harmless).
+        from billing.tasks import evaluate_alerts
+
+        transaction.on_commit(partial(evaluate_alerts.delay, account.organization_id))
     return str(run.status)
 
 

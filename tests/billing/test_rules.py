@@ -240,3 +240,117 @@ def test_lots_expiring_within_thirty_days_are_flagged() -> None:
     ledger = rules.credit_lots_consume(LOTS, {}, today=date(2025, 12, 15))
     assert [s.lot.ref for s in ledger.expiring_within()] == ["A"]  # A: Jan 10; B: Mar 1 is later
     assert [s.lot.ref for s in ledger.expiring_within(90)] == ["A", "B"]
+
+
+# --- Top-up planner ----------------------------------------------------------------------------------
+
+OPENAI_TERMS = rules.PURCHASE_TERMS["openai"]
+
+
+def test_planner_is_average_times_days_times_factor_rounded_up_to_the_cent() -> None:
+    plan = rules.plan_topup(average_daily=D("1.234"), safety_factor=D("1.2"), days_to_cover=30)
+    assert plan.raw == D("44.43")  # 44.424 -> 44.43
+    assert (plan.amount, plan.reason, plan.usable_before_expiry) == (D("44.43"), "", None)
+
+
+def test_planner_raises_a_small_suggestion_to_the_minimum_purchase() -> None:
+    plan = rules.plan_topup(average_daily=D("0.10"), safety_factor=D("1.2"), terms=OPENAI_TERMS)
+    assert plan.raw == D("3.60")
+    assert (plan.amount, plan.reason) == (D("5"), "minimum")
+    assert plan.usable_before_expiry == D("36.50")  # 0.10 x 365
+
+
+def test_planner_never_suggests_more_than_can_be_spent_before_expiry() -> None:
+    # 2/day x 365 days x 1.5 = 1095, but the 700 already held is spent first: 730 - 700 = 30 usable.
+    plan = rules.plan_topup(
+        average_daily=D("2"), safety_factor=D("1.5"), days_to_cover=365, terms=OPENAI_TERMS, balance=D("700")
+    )
+    assert plan.raw == D("1095.00")
+    assert (plan.amount, plan.reason, plan.usable_before_expiry) == (D("30.00"), "expiry", D("30.00"))
+    # Exactly the usable amount is allowed.
+    exact = rules.plan_topup(
+        average_daily=D("2"), safety_factor=D("1"), days_to_cover=15, terms=OPENAI_TERMS, balance=D("700")
+    )
+    assert (exact.amount, exact.reason) == (D("30.00"), "")
+
+
+def test_planner_suggests_nothing_when_even_the_minimum_would_expire_unused() -> None:
+    # 0.01/day x 365 = 3.65 can be used before expiry; the $5 minimum cannot.
+    plan = rules.plan_topup(average_daily=D("0.01"), safety_factor=D("1.5"), terms=OPENAI_TERMS)
+    assert (plan.amount, plan.reason, plan.usable_before_expiry) == (None, "would_expire", D("3.65"))
+    # Enough credit already to outlast expiry: nothing to buy.
+    full = rules.plan_topup(
+        average_daily=D("1"), safety_factor=D("1.5"), terms=OPENAI_TERMS, balance=D("400")
+    )
+    assert (full.amount, full.reason, full.usable_before_expiry) == (None, "would_expire", D("0.00"))
+
+
+def test_planner_without_spend_suggests_nothing() -> None:
+    plan = rules.plan_topup(average_daily=D("0"), safety_factor=D("1.5"), terms=OPENAI_TERMS)
+    assert (plan.amount, plan.reason) == (None, "no_spend")
+
+
+# --- Auto-recharge projection over the next 30 days ---------------------------------------------------
+
+
+def test_projection_caps_this_month_by_what_was_already_recharged_and_resets_on_the_first() -> None:
+    p = rules.auto_recharge_projection(
+        opening_balance=D("20"),
+        threshold=D("10"),
+        amount=D("25"),
+        monthly_limit=D("60"),
+        daily_spend=D("8"),
+        today=date(2026, 11, 20),
+        already_recharged=D("40"),
+    )
+    # Nov 21: 12. Nov 22: 4 -> only 20 of the 60 left -> 24. Nov 23: 16. Nov 24: 8 -> limit reached.
+    # Nov 25: 0. Nov 26-30 refused (40). Dec 1 00:00: limit resets, 0 -> +25. Dec 1: 17. Dec 2: 9 -> +25 = 34.
+    # Dec 3-5: 26, 18, 10 (not below). Dec 6: 2 -> +10 (the remainder of 60) = 12. Dec 7: 4. Dec 8: 0 (4
+    # refused). Dec 9-20: 12 x 8 refused.
+    assert [(r.at.date(), r.added) for r in p.recharges] == [
+        (date(2026, 11, 22), D("20")),
+        (date(2026, 12, 1), D("25")),
+        (date(2026, 12, 2), D("25")),
+        (date(2026, 12, 6), D("10")),
+    ]
+    assert [r.requested for r in p.recharges] == [D("25")] * 4
+    assert p.cash_out == {date(2026, 11, 1): D("20"), date(2026, 12, 1): D("60")}
+    assert p.limit_reached == {date(2026, 11, 1): True, date(2026, 12, 1): True}
+    assert p.refused_spend == D("140")
+    assert p.first_refused_on == date(2026, 11, 26)
+    assert p.closing_balance == D("0")
+
+
+def test_projection_with_no_limit_keeps_recharging_and_never_refuses() -> None:
+    p = rules.auto_recharge_projection(
+        opening_balance=D("50"),
+        threshold=D("10"),
+        amount=D("30"),
+        monthly_limit=None,
+        daily_spend=D("10"),
+        today=date(2026, 11, 20),
+        days=30,
+    )
+    # 300 spent over 30 days from 50: a recharge every 3 days once under 10 -> 9 recharges of 30.
+    assert len(p.recharges) == 9
+    assert sum(p.cash_out.values()) == D("270")
+    assert p.closing_balance == D("20")
+    assert (p.refused_spend, p.first_refused_on) == (D("0"), None)
+    assert p.limit_reached == {date(2026, 11, 1): False, date(2026, 12, 1): False}
+
+
+def test_projection_once_the_limit_is_reached_adds_nothing_more_this_month() -> None:
+    p = rules.auto_recharge_projection(
+        opening_balance=D("5"),
+        threshold=D("10"),
+        amount=D("20"),
+        monthly_limit=D("50"),
+        daily_spend=D("1"),
+        today=date(2026, 11, 25),
+        days=5,
+        already_recharged=D("50"),
+    )
+    assert p.recharges == []
+    assert p.cash_out == {date(2026, 11, 1): D("0")}
+    assert p.closing_balance == D("0")
+    assert p.refused_spend == D("0")  # 5 days x 1 from 5 just reaches zero

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 import time_machine
+from celery import Task
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from billing.models import AlertDelivery, AlertEvent, AlertKind, AlertPolicy, BalanceSnapshot, DeliveryStatus
 from billing.services.alerts import (
@@ -29,7 +30,7 @@ from billing.services.alerts import (
     alert_policy_for,
     alerts_evaluate,
 )
-from billing.tasks import deliver_alert, evaluate_alerts
+from billing.tasks import deliver_alert, delivery_backoff, evaluate_alerts
 from projects import encryption
 from tests import factories
 from tests.billing.builders import budget, spend
@@ -306,7 +307,17 @@ def test_webhook_is_signed_and_retries_reuse_the_delivery_id(tenancy: Tenancy, r
 
 @pytest.mark.django_db
 @time_machine.travel(MONTH_END, tick=False)
-def test_a_webhook_that_keeps_failing_is_marked_failed_after_the_last_retry(tenancy: Tenancy) -> None:
+def test_a_webhook_that_keeps_failing_is_marked_failed_after_the_last_retry(
+    tenancy: Tenancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    countdowns: list[int] = []
+    original_retry = Task.retry
+
+    def spy_retry(task: Task, *args: Any, **kwargs: Any) -> Any:
+        countdowns.append(kwargs["countdown"])
+        return original_retry(task, *args, **kwargs)
+
+    monkeypatch.setattr(Task, "retry", spy_retry)
     r = Receiver([500] * 20)
     try:
         budget(tenancy.org, "100", project=tenancy.project, thresholds=[100], webhook_url=r.url)
@@ -316,6 +327,10 @@ def test_a_webhook_that_keeps_failing_is_marked_failed_after_the_last_retry(tena
         assert deliver_alert.apply(args=[delivery.pk]).get() == "failed"
     finally:
         r.close()
+    # Exponential backoff between the 7 attempts (eager mode does not sleep, the countdowns are what a
+    # worker would wait).
+    assert countdowns == [30, 60, 120, 240, 480, 960]
+    assert [delivery_backoff(n) for n in (6, 7, 20)] == [1800, 1800, 1800]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 7)
     assert delivery.last_error == "webhook answered HTTP 500"
@@ -418,3 +433,67 @@ def test_the_management_command_twin_evaluates_and_sends(tenancy: Tenancy, capsy
     assert len(mail.outbox) == 1
     call_command("evaluate_alerts", "--org", "acme")
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_worker_that_inserts_while_the_other_holds_its_insert_open_loses_to_the_constraint(
+    tenancy: Tenancy,
+) -> None:
+    """Forces the overlap the thread race may or may not hit: worker A has inserted but not committed
+    when worker B inserts the same (budget, kind, period, threshold). B must wait on A's row lock (seen in
+    pg_locks, not guessed with a sleep), then lose to the unique constraint once A commits."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row-lock waiting is a PostgreSQL behaviour; run with DATABASE_URL=postgres://...")
+    b = budget(tenancy.org, "100", project=tenancy.project, recipients="x@acme.test")
+    policy = alert_policy_for(tenancy.org)
+    a_inserted = threading.Event()
+    b_pid: list[int] = []
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def worker_a() -> None:
+        try:
+            with transaction.atomic():
+                results["a"] = alert_event_record(organization=tenancy.org, draft=_draft(b), policy=policy)
+                a_inserted.set()
+                with connection.cursor() as cursor:  # wait until B is blocked on our uncommitted row
+                    for _ in range(600):
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = %s", [b_pid[0]]
+                        )
+                        if cursor.fetchone()[0]:
+                            results["b_waited"] = True
+                            break
+                        cursor.execute("SELECT pg_sleep(0.05)")
+        except BaseException as exc:
+            errors.append(exc)
+            a_inserted.set()
+        finally:
+            connection.close()
+
+    def worker_b() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                b_pid.append(cursor.fetchone()[0])
+            a_inserted.wait(30)
+            results["b"] = alert_event_record(organization=tenancy.org, draft=_draft(b), policy=policy)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread_b = threading.Thread(target=worker_b)
+    thread_b.start()
+    while not b_pid and thread_b.is_alive():
+        thread_b.join(0.01)
+    thread_a = threading.Thread(target=worker_a)
+    thread_a.start()
+    thread_a.join(60)
+    thread_b.join(60)
+    assert not errors, errors
+    assert results.get("b_waited") is True
+    assert results["a"] is not None
+    assert results["b"] is None
+    assert AlertEvent.objects.count() == 1
+    assert AlertDelivery.objects.count() == 1

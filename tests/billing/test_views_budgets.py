@@ -302,3 +302,25 @@ def test_members_of_another_role_see_the_role_in_the_form_choices(tenancy: Tenan
     assert "Chat app" in html
     assert ">Batch jobs<" not in html  # not the owner's project: not offered
     assert "owner2" in html  # members can be notified
+
+
+@pytest.mark.django_db
+def test_owner_cannot_move_their_budget_to_another_project_or_edit_the_organizations(
+    tenancy: Tenancy,
+) -> None:
+    client = client_for(tenancy.owner)
+    mine = budget(tenancy.org, "100", project=tenancy.project, name="mine")
+    org_budget = budget(tenancy.org, "500", name="org")
+    moved = client.post(
+        reverse("budget_edit", args=["acme", mine.public_id]),
+        _form(tenancy.other_project.pk, "1"),
+        headers=HX,
+    )
+    assert "Select a valid choice" in moved.content.decode()
+    mine.refresh_from_db()
+    assert (mine.project, mine.monthly_amount) == (tenancy.project, D("100"))
+    url = reverse("budget_edit", args=["acme", org_budget.public_id])
+    assert client.post(url, _form("", "1")).status_code == 403
+    assert client.post(reverse("budget_delete", args=["acme", org_budget.public_id])).status_code == 403
+    org_budget.refresh_from_db()
+    assert org_budget.monthly_amount == D("500")

@@ -11,7 +11,7 @@ import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from billing.models import AlertEvent, AutoRechargeRule, BalanceSnapshot, SnapshotSource, TopUp
+from billing.models import AlertEvent, AlertPolicy, AutoRechargeRule, BalanceSnapshot, SnapshotSource, TopUp
 from billing.services.ledger import topup_record
 from tests import factories
 from tests.billing.builders import spend
@@ -122,7 +122,55 @@ def test_admin_sets_an_auto_recharge_rule_and_sees_the_months_allowance(tenancy:
     html = client_for(tenancy.viewer).get(url).content.decode()
     assert "$20.00 auto-recharged, $30.00 allowance left" in html
     # 49.995818 at 5/day for the 10 days left: drops below 10 on day 8 -> +20, then day 12 is past month end.
-    assert "would add $20.00 more by month end" in html
+    # Next 30 days at 5/day from 49.995818, 30 of the 50 left this month: under 10 on Nov 28 -> +20.
+    # December starts a fresh 50: +20 on Dec 2 and Dec 6, then only the 10 remaining on Dec 10; the
+    # balance hits zero on Dec 13 and calls fail from Dec 14 (30.004182 of spend refused by Dec 20).
+    assert "November 2026 cash-out: <strong>$20.00</strong>" in html
+    assert (
+        'December 2026 cash-out: <strong>$50.00</strong> <span class="warn">(monthly limit reached)' in html
+    )
+    assert "<td>Nov 28</td>" in html and "<td>Dec 10</td>" in html
+    assert '$10.00 <span class="muted small">(limit: $20.00 requested)</span>' in html
+    assert "Calls would start failing around Dec 14: about $30.00 of spend" in html
+
+
+def _openai_with_credit(t: Tenancy) -> Any:
+    account = factories.make_account(t.org, "openai", slug="oa", name="OpenAI")
+    topup_record(
+        account=account, amount=D("700"), created_at=datetime(2026, 11, 1, tzinfo=UTC), order_ref="inv-1"
+    )
+    for day in range(13, 20):
+        spend(t.org, date(2026, 11, day), "2", account=account, project=t.project)
+    return account
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_planner_caps_the_suggestion_at_what_can_be_spent_before_expiry(tenancy: Tenancy) -> None:
+    account = _openai_with_credit(tenancy)
+    url = reverse("balance_detail", args=["acme", account.slug])
+    html = client_for(tenancy.viewer).get(url).content.decode()
+    assert "minimum purchase $5.00 · credit expires 365 days after purchase" in html
+    # 2/day x 30 x 1.5 = 90, but 2 x 365 - 686 (700 credited - 14 billed, spent first) = 44 can be used.
+    assert '<strong class="plan-amount">$44.00</strong>' in html
+    assert "= $2.00/day × 30 days × 1.5 = $90.00, cut to the $44.00 that can be spent" in html
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_planner_days_and_safety_factor_are_editable_and_validated(tenancy: Tenancy) -> None:
+    account = _openai_with_credit(tenancy)
+    url = reverse("balance_detail", args=["acme", account.slug])
+    client = client_for(tenancy.viewer)
+    html = client.get(url, {"plan-days": "10", "plan-factor": "1.2"}).content.decode()
+    assert '<strong class="plan-amount">$24.00</strong>' in html  # 2 x 10 x 1.2
+    small = client.get(url, {"plan-days": "1", "plan-factor": "1"}).content.decode()
+    assert '<strong class="plan-amount">$5.00</strong>' in small  # 2.00 raised to the $5 minimum
+    assert "raised to the minimum purchase" in small
+    bad = client.get(url, {"plan-days": "0", "plan-factor": "9"}).content.decode()
+    assert "Cover at least 1 day" in bad
+    assert "A safety factor above 5 is not a buffer" in bad
+    assert "plan-amount" not in bad
 
 
 @pytest.mark.django_db
@@ -241,3 +289,38 @@ def test_alert_list_filters_open_alerts_and_outsiders_cannot_ack(
     assert "alert 4" in html and "handled one" not in html
     outsider = client_for(tenancy.outsider)
     assert outsider.post(reverse("alert_ack", args=["globex", done.public_id])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_admin_changes_alert_settings_others_cannot_and_bad_values_are_explained(tenancy: Tenancy) -> None:
+    url = reverse("alert_list", args=["acme"])
+    data = {
+        "policy-low_balance_runway_days": "3",
+        "policy-low_balance_amount": "12.50",
+        "policy-anomaly_factor": "4",
+        "policy-anomaly_min_amount": "2",
+        "policy-stale_after_hours": "12",
+        "policy-webhook_url": "https://hooks.acme.test/qb",
+        "policy-recipients": "ops@acme.test",
+    }
+    for role in ("viewer", "finance", "owner"):
+        assert client_for(getattr(tenancy, role)).post(url, data).status_code == 403
+    assert client_for(tenancy.outsider).post(url, data).status_code == 404
+    bad = client_for(tenancy.admin).post(
+        url, {**data, "policy-anomaly_factor": "1", "policy-recipients": "not-an-address"}
+    )
+    html = bad.content.decode()
+    assert "A spike must be more than 1 times the average" in html
+    assert "Not an e-mail address: not-an-address" in html
+    assert client_for(tenancy.admin).post(url, data).status_code == 302
+    policy = AlertPolicy.objects.get(organization=tenancy.org)
+    assert (policy.low_balance_runway_days, policy.low_balance_amount, policy.anomaly_factor) == (
+        3,
+        D("12.5"),
+        D("4"),
+    )
+    assert (policy.stale_after_hours, policy.recipients) == (12, "ops@acme.test")
+    viewer_html = client_for(tenancy.viewer).get(url).content.decode()
+    assert "Low balance under 3 days of runway or under 12.50" in viewer_html
+    assert "spend spike above 4× the 14-day average · stale after 12 h" in viewer_html
+    assert 'name="policy-anomaly_factor"' not in viewer_html

@@ -97,6 +97,28 @@ def test_the_ingest_task_takes_an_id_and_ingests_from_the_cursor(tenancy, live_s
     assert run.window_end - run.window_start == timedelta(hours=7)  # 1 h since the cursor + 6 h overlap
 
 
+def test_an_ingest_that_wrote_rows_evaluates_the_organizations_alerts_after_commit(
+    tenancy, live_simulator, no_sleep, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    import billing.tasks
+
+    sent: list[tuple[int, ...]] = []
+    monkeypatch.setattr(billing.tasks.evaluate_alerts, "delay", lambda *args: sent.append(args))
+    account = sim_account(tenancy.org, live_simulator, "reseller")
+    recent_cursor(account)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.ingest_account_usage.apply(args=[account.pk]).get() == "success"
+    assert sent == [(tenancy.org.pk,)]
+    # A failed run changed no rollups: nothing to evaluate.
+    sent.clear()
+    bad = sim_account(tenancy.org, live_simulator, "openai")
+    recent_cursor(bad)
+    live_simulator.inject("openai", "unauthorized", times=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.ingest_account_usage.apply(args=[bad.pk]).get() == "failed"
+    assert sent == []
+
+
 def test_a_transient_failure_is_retried_by_celery_then_given_up(tenancy, live_simulator, no_sleep) -> None:
     account = sim_account(tenancy.org, live_simulator, "openai")
     recent_cursor(account)
