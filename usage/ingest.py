@@ -46,6 +46,7 @@ class ErrorKind:
     PROVIDER = "provider"
     INTERNAL = "internal"
     LEASE = "lease"
+    ABANDONED = "abandoned"
 
 
 class LeaseLost(Exception):
@@ -125,6 +126,16 @@ def stream_run(
         run.save(update_fields=["status", "error", "finished_at"])
         return run
     state.refresh_from_db()
+    # Holding the lease means no earlier run of this stream is alive: one still "running" died with
+    # its worker (SIGKILL, OOM, lost host). Close it so the Data sources page and run log say so.
+    IngestRun.objects.filter(
+        provider_account=account, stream=stream, status=RunStatus.RUNNING, pk__lt=run.pk
+    ).update(
+        status=RunStatus.FAILED,
+        error_kind=ErrorKind.ABANDONED,
+        error="abandoned: the worker stopped mid-run; this stream was re-run",
+        finished_at=timezone.now(),
+    )
     lease = Lease(state=state, owner=owner, account=account, run=run)
     kind = ""
     message = ""

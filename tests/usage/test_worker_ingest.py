@@ -106,13 +106,15 @@ def ingest_and_wait(
     worker: Worker, accounts: list[ProviderAccount], start: datetime, end: datetime
 ) -> list[IngestRun]:
     """Enqueue one ingest per account and return each account's newest finished run."""
-    before = {account.pk: len(finished_runs(account)) for account in accounts}
+    newest = IngestRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+    def new_runs(account: ProviderAccount) -> list[IngestRun]:
+        return [run for run in finished_runs(account) if run.pk > newest]
+
     for account in accounts:
         enqueue_ingest(worker, account, start, end)
-    worker.wait_until(
-        lambda: all(len(finished_runs(a)) > before[a.pk] for a in accounts), "the ingest runs to finish"
-    )
-    runs = [finished_runs(account)[-1] for account in accounts]
+    worker.wait_until(lambda: all(new_runs(a) for a in accounts), "the ingest runs to finish")
+    runs = [new_runs(account)[-1] for account in accounts]
     for run in runs:
         assert run.status == RunStatus.SUCCESS, f"{run.error}\n{worker.output()}"
     return runs
@@ -251,6 +253,10 @@ def test_sigkill_mid_backfill_then_a_rerun_stores_the_same_totals_without_duplic
         StreamState.objects.filter(pk=state.pk).update(lease_until=SIM_NOW.replace(year=2000))
         [rerun] = ingest_and_wait(worker, [account], start, end)
 
+    # The run the kill cut short is closed as abandoned, not left "running" for ever.
+    killed.refresh_from_db()
+    assert (killed.status, killed.error_kind) == (RunStatus.FAILED, "abandoned")
+    assert killed.finished_at is not None
     assert rerun.rows_new + rerun.rows_unchanged + rerun.rows_updated == expected_rows
     assert rerun.rows_new == expected_rows - partial
     records = UsageRecord.objects.filter(provider_account=account)
