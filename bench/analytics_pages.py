@@ -17,7 +17,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Plain static URLs: timing the views, not a collectstatic manifest.
 os.environ.setdefault("QB_COLLECTSTATIC", "0")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -56,13 +56,28 @@ def main() -> None:
     for name in PANELS:
         for preset in ("30d", "90d"):
             pages.append(
-                (f"panel {name} ({preset})", reverse("usage_explorer", args=[org.slug]), {"panel": name, "preset": preset}, True)
+                (
+                    f"panel {name} ({preset})",
+                    reverse("usage_explorer", args=[org.slug]),
+                    {"panel": name, "preset": preset},
+                    True,
+                )
             )
         pages.append(
-            (f"project panel {name} (90d)", reverse("project_detail", args=[org.slug, project.slug]), {"panel": name, "preset": "90d"}, True)
+            (
+                f"project panel {name} (90d)",
+                reverse("project_detail", args=[org.slug, project.slug]),
+                {"panel": name, "preset": "90d"},
+                True,
+            )
         )
         pages.append(
-            (f"key panel {name} (90d)", reverse("key_detail", args=[org.slug, key.public_id]), {"panel": name, "preset": "90d"}, True)
+            (
+                f"key panel {name} (90d)",
+                reverse("key_detail", args=[org.slug, key.public_id]),
+                {"panel": name, "preset": "90d"},
+                True,
+            )
         )
     print(f"{'page':40} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for label, url, params, htmx in pages:

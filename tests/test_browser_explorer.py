@@ -47,7 +47,7 @@ def seed() -> None:
     usage_rows_upsert(organization=org, rows=rows, account=account)
 
 
-def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
+def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     page.goto(f"{base}/login/")
     page.fill("#id_username", "demo-admin")
     page.fill("#id_password", "pw-demo-admin")
@@ -55,7 +55,7 @@ def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_url(f"{base}/o/acme-ai/")
 
 
-def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, live_server) -> None:  # type: ignore[no-untyped-def]
+def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, live_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     seed()
     base = live_server.url
     sign_in(page, base)
