@@ -106,4 +106,6 @@ def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, liv
     page.wait_for_selector("#panel-spend [data-drawn=true] .main-svg", timeout=15000)
     page.wait_for_selector("#panel-requests table", timeout=15000)
     page.screenshot(path=str(SCREENSHOTS / "explorer-390.png"), full_page=True)
+    for name in ("spend", "models", "keys", "requests"):
+        page.locator(f"#panel-{name}").screenshot(path=str(SCREENSHOTS / f"explorer-390-{name}.png"))
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
