@@ -16,6 +16,8 @@ from tests import factories
 from tests.test_browser_overview import SCREENSHOTS, page  # noqa: F401  (the chromium page fixture)
 from usage.services import usage_rows_upsert
 
+A11Y_CHECK = (Path(__file__).parent / "a11y_check.js").read_text()
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -77,6 +79,7 @@ def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, liv
     page.wait_for_selector("#panel-keys table", timeout=15000)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "explorer.png"), full_page=True)
+    assert page.evaluate(A11Y_CHECK) == []
 
     # The pushed URL is shareable: loading it afresh keeps the filters.
     page.reload()
@@ -90,6 +93,7 @@ def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, liv
     page.wait_for_selector("#panel-keys table", timeout=15000)
     assert "Support bot" in page.inner_text("h1")
     page.screenshot(path=str(SCREENSHOTS / "project-drilldown.png"), full_page=True)
+    assert page.evaluate(A11Y_CHECK) == []
 
     with page.expect_download() as info:
         page.click("#panel-spend a:has-text('CSV')")
@@ -109,3 +113,4 @@ def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, liv
     for name in ("spend", "models", "keys", "requests"):
         page.locator(f"#panel-{name}").screenshot(path=str(SCREENSHOTS / f"explorer-390-{name}.png"))
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.evaluate(A11Y_CHECK) == []
