@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench bench-pages clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Quotaboard needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -32,6 +32,10 @@ lint: $(STAMP)
 ## make bench: performance figures against baselines measured in the same run (needs PostgreSQL).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+## make bench-pages: p50/p95 server time of every analytics page on the seeded demo data (SQLite; seed it with `manage.py seed_demo` first).
+bench-pages: $(STAMP)
+	$(BIN)/python bench/analytics_pages.py
 
 clean:
 	rm -rf var/broker var/staticfiles

@@ -289,12 +289,15 @@ def unit_cost_trend(
         "domain": [0.55, 1],
         "title": {"text": "per 1M tokens"},
         "tickprefix": prefix,
+        # Unit costs are never negative; from zero, a flat series is not drawn around a -$0.5 axis.
+        "rangemode": "tozero",
     }
     layout["yaxis2"] = {
         "domain": [0, 0.42],
         "gridcolor": "#eef2f7",
         "title": {"text": "per request"},
         "tickprefix": prefix,
+        "rangemode": "tozero",
         "anchor": "x",
     }
     layout["legend"] = {"orientation": "h", "y": -0.12, "x": 0}

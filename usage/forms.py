@@ -127,8 +127,10 @@ class UsageFilterForm(forms.Form):
         data = self.cleaned_data
         preset = data.get("preset") or DEFAULT_PRESET
         start, end = data.get("start"), data.get("end")
-        # Dates that differ from the preset's own range mean the user typed a custom range.
-        if start and end and (preset == "custom" or (start, end) != preset_range(preset, self.today)):
+        # Dates that differ from the preset's own range mean the user typed a custom range. Dates equal
+        # to another preset's range are that preset's dates left in the bar when the period was changed.
+        preset_ranges = {preset_range(p, self.today) for p, _ in PRESETS if p != "custom"}
+        if start and end and (preset == "custom" or (start, end) not in preset_ranges):
             preset = "custom"
         else:
             if preset == "custom":  # custom without a valid range

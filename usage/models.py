@@ -124,6 +124,8 @@ class UsageRecord(models.Model):
             models.Index(fields=["organization", "occurred_at"], name="usage_record_org_time"),
             # Request log filtered by key.
             models.Index(fields=["api_key", "occurred_at"], name="usage_record_key_time"),
+            # Request log of a project page (its page count would otherwise scan the organization's range).
+            models.Index(fields=["project", "occurred_at"], name="usage_record_project_time"),
         ]
 
     def __str__(self) -> str:

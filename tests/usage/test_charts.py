@@ -94,6 +94,8 @@ def test_unit_cost_trend_marks_jumps_with_red_triangles_on_both_panels() -> None
     line = figure["data"][0]
     assert line["y"] == [1000.0, 2000.0, None]
     assert line["customdata"][2] == "—"
+    # A unit cost is never negative: both axes start at zero, even for a flat series.
+    assert figure["layout"]["yaxis"]["rangemode"] == figure["layout"]["yaxis2"]["rangemode"] == "tozero"
 
 
 def test_peak_heatmap_places_cells_by_weekday_row_and_hour_column() -> None:

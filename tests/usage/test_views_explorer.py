@@ -216,3 +216,15 @@ def test_each_panel_runs_a_fixed_number_of_queries(
             {"panel": panel, "preset": "90d", "project": "chat", "key": str(usage_data.chat_key.public_id)},
             headers={"HX-Request": "true"},
         )
+
+
+def test_picking_a_preset_with_another_presets_dates_still_in_the_bar_uses_the_preset(
+    usage_data: UsageData,
+) -> None:
+    # Without JavaScript the bar still holds the previous period's dates when the period is changed.
+    response = client_for(usage_data.t.viewer).get(
+        explorer_url(), {"preset": "7d", "start": "2026-10-22", "end": "2026-11-20"}
+    )
+    html = response.content.decode()
+    assert "Nov 14, 2026 – Nov 20, 2026 (7 days)" in html
+    assert 'value="7d" selected' in html
