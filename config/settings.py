@@ -69,7 +69,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 # Provider credentials are encrypted with Fernet. The first key encrypts, every key decrypts, so
-# keys rotate by prepending a new one and running `manage.py rotate_credentials`.
+# keys rotate by prepending a new one and running `manage.py rotate_encryption_key`.
 # Without the variable a key is derived from SECRET_KEY (fine for the demo, not for production).
 ENCRYPTION_KEYS = env_list("QB_ENCRYPTION_KEYS")
 
