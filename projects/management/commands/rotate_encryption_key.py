@@ -30,7 +30,7 @@ class Command(BaseCommand):
         encryption.reset_key_cache()
         for model, field in ENCRYPTED_COLUMNS:
             rotated = skipped = 0
-            rows = model.objects.exclude(**{field: ""}).values_list("pk", field).order_by("pk")
+            rows = model._default_manager.exclude(**{field: ""}).values_list("pk", field).order_by("pk")
             for pk, token in rows.iterator(chunk_size=options["batch_size"]):
                 if encryption.is_current(token):
                     skipped += 1
@@ -38,6 +38,6 @@ class Command(BaseCommand):
                 # A token no configured key opens stops the run loudly (ImproperlyConfigured), never blanks it.
                 new_token = encryption.rotate(token)
                 # Compare-and-set: a row changed since we read it (e.g. a new credential saved) is left alone.
-                rotated += model.objects.filter(pk=pk, **{field: token}).update(**{field: new_token})
+                rotated += model._default_manager.filter(pk=pk, **{field: token}).update(**{field: new_token})
             label = f"{model._meta.label}.{field}"
             self.stdout.write(f"{label}: {rotated} re-encrypted, {skipped} already current")
