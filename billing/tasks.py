@@ -86,6 +86,9 @@ def evaluate_alerts(organization_id: int | None = None) -> int:
 DELIVERY_MAX_RETRIES = 6
 
 
+DELIVERY_BACKOFF_CAP_SECONDS = 1800
+
+
 @shared_task(bind=True, acks_late=True, max_retries=DELIVERY_MAX_RETRIES, soft_time_limit=60, time_limit=90)
 def deliver_alert(self: Any, delivery_id: int) -> str:
     """Send one alert delivery (e-mail or webhook); retry with exponential backoff, same delivery id.
@@ -101,7 +104,9 @@ def deliver_alert(self: Any, delivery_id: int) -> str:
         if self.request.retries >= DELIVERY_MAX_RETRIES:
             alert_delivery_give_up(delivery_id=delivery_id)
             return "failed"
-        raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 1800)) from exc
+        raise self.retry(
+            exc=exc, countdown=min(30 * 2**self.request.retries, DELIVERY_BACKOFF_CAP_SECONDS)
+        ) from exc
 
 
 # --- Month summary e-mail (finance) ------------------------------------------------------------------
@@ -149,3 +154,7 @@ def send_month_summary(organization_id: int, month: str) -> int:
         return 0
     today = timezone.now().astimezone(organization.zoneinfo).date()
     return month_summary_send(organization=organization, month=parsed, today=today)
+
+
+# The retry countdown waits unacknowledged at the broker; the visibility-timeout check reads this.
+deliver_alert.max_countdown = DELIVERY_BACKOFF_CAP_SECONDS  # type: ignore[attr-defined]
