@@ -155,3 +155,7 @@ def send_month_summary(organization_id: int, month: str) -> int:
         return 0
     today = timezone.now().astimezone(organization.zoneinfo).date()
     return month_summary_send(organization=organization, month=parsed, today=today)
+
+
+# The retry countdown waits unacknowledged at the broker; the visibility-timeout check reads this.
+deliver_alert.max_countdown = DELIVERY_BACKOFF_MAX  # type: ignore[attr-defined]

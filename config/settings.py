@@ -69,7 +69,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 # Provider credentials are encrypted with Fernet. The first key encrypts, every key decrypts, so
-# keys rotate by prepending a new one and running `manage.py rotate_credentials`.
+# keys rotate by prepending a new one and running `manage.py rotate_encryption_key`.
 # Without the variable a key is derived from SECRET_KEY (fine for the demo, not for production).
 ENCRYPTION_KEYS = env_list("QB_ENCRYPTION_KEYS")
 
@@ -203,6 +203,11 @@ SECURE_HTTPS = env_bool("QB_HTTPS", default=False)
 SESSION_COOKIE_SECURE = SECURE_HTTPS
 CSRF_COOKIE_SECURE = SECURE_HTTPS
 SESSION_COOKIE_HTTPONLY = True
+# Over HTTPS the __Host- prefix pins cookies to this exact host (Secure, Path=/, no Domain).
+# The CSRF token reaches htmx from the template (hx-headers), so no script reads the cookie.
+SESSION_COOKIE_NAME = "__Host-sessionid" if SECURE_HTTPS else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if SECURE_HTTPS else "csrftoken"
+CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = SECURE_HTTPS and env_bool("QB_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = 31536000 if SECURE_HTTPS else 0

@@ -41,8 +41,11 @@ def decrypt(token: str) -> str:
 
 
 def rotate(token: str) -> str:
-    """Return the token re-encrypted with the first (newest) key."""
-    return _fernet().rotate(token.encode()).decode()
+    """Return the token re-encrypted with the first (newest) key; raises ImproperlyConfigured if no key opens it."""
+    try:
+        return _fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured("a stored secret cannot be decrypted with QB_ENCRYPTION_KEYS") from exc
 
 
 def redact(secret: str, keep: int = 4) -> str:
@@ -51,3 +54,12 @@ def redact(secret: str, keep: int = 4) -> str:
         return ""
     prefix = secret[:3] if secret[:3] in {"sk-", "sk_"} else ""
     return f"{prefix}…{secret[-keep:]}" if len(secret) > keep + len(prefix) + 4 else "…"
+
+
+def is_current(token: str) -> bool:
+    """Return True if the first (newest) key alone opens the token, i.e. rotation has nothing to do."""
+    try:
+        _fernet()._fernets[0].decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True

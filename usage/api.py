@@ -91,6 +91,9 @@ def push_usage(request: HttpRequest) -> HttpResponse:
     token = token_of(request)
     if request.content_type not in JSON_TYPES:
         return error_response(415, "Content-Type must be application/json")
+    # Compressed bodies are not inflated (no decompression bombs); say so instead of "not valid JSON".
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return error_response(415, "Content-Encoding is not supported; send the JSON uncompressed")
     body = request.body  # RequestDataTooBig (413) is raised here, before any parsing.
     result = usage_push(token=token, body=body, idempotency_key=request.headers.get("Idempotency-Key"))
     return HttpResponse(result.content, status=result.status, content_type="application/json")

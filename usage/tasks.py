@@ -28,8 +28,8 @@ def rebuild_rollups(organization_id: int, since_iso: str | None = None) -> int:
 
 # Not acks_late: an import can outlast the broker's visibility timeout, and a redelivered copy would
 # only find the job already claimed. A worker killed mid-import leaves the job "running"; re-upload
-# the file (re-importing adds nothing twice).
-@shared_task(soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+# the file (re-importing adds nothing twice). Explicit, because the app default is task_acks_late=True.
+@shared_task(acks_late=False, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def run_import(import_id: int) -> str:
     """Run one queued file import (ImportJob pk); returns its final status, or "skipped" if claimed."""
     from .imports import import_job_run

@@ -8,6 +8,7 @@ from django.test import Client, override_settings
 
 from tests import factories
 from tests.conftest import Tenancy, client_for
+from tests.projects.test_url_access import build_url, org_url_names
 
 
 @pytest.fixture(autouse=True)
@@ -74,3 +75,27 @@ def test_one_address_trying_many_usernames_is_throttled() -> None:
     for n in range(8):
         client.post("/login/", {"username": f"guess{n}", "password": "x"})
     assert client.post("/login/", {"username": "guess-next", "password": "x"}).status_code == 429
+
+
+@pytest.mark.parametrize("name", org_url_names())
+def test_every_org_url_refuses_a_post_without_csrf_token(name: str, tenancy: Tenancy) -> None:
+    """A3: an admin's session alone cannot POST anywhere (forms and htmx endpoints alike)."""
+    url = build_url(name, tenancy)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(tenancy.admin)
+    # The CSRF check runs before the view, so even read-only pages answer 403 rather than 405.
+    assert client.post(url).status_code == 403, url
+    assert client.post(url, headers={"HX-Request": "true"}).status_code == 403, url
+
+
+@pytest.mark.django_db
+def test_a_session_key_stolen_before_logout_is_dead_after_it(tenancy: Tenancy) -> None:
+    client = Client()
+    assert client.post("/login/", {"username": "viewer", "password": "pw-viewer"}).status_code == 302
+    stolen = client.cookies["sessionid"].value
+    replay = Client()
+    replay.cookies["sessionid"] = stolen
+    assert replay.get(f"/o/{tenancy.org.slug}/").status_code == 200  # the stolen cookie works while signed in
+    client.post("/logout/")
+    after = replay.get(f"/o/{tenancy.org.slug}/")
+    assert after.status_code == 302 and after["Location"].startswith("/login/")

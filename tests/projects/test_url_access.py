@@ -138,3 +138,151 @@ def test_members_can_open_every_org_page(name: str, tenancy: Tenancy) -> None:
 
 def test_the_walk_finds_the_overview() -> None:
     assert "overview" in org_url_names()
+
+
+# --- A1: the declared role matrix (18F tock pattern) ---------------------------------------------
+# One row per named org URL: the status each role gets for GET / POST (an empty POST, with CSRF checks
+# off, so the answer shows the role decision, not form validation). A URL missing from this table, or a
+# row for a URL that no longer exists, fails the build. Anonymous 302s must go to the login page.
+# Outsider and anonymous POSTs to read-only pages answer 405: the method check runs before tenancy
+# there, and the answer is the same for an org that does not exist, so it reveals nothing.
+ROLE_MATRIX_TABLE = """
+name                 admin    finance  owner    viewer   outsider  anonymous
+alert_ack            302/302  302/302  302/302  302/403  404/404   302/302
+alert_list           200/405  200/405  200/405  200/405  404/405   302/405
+balance_detail       200/403  200/403  200/403  200/403  404/404   302/302
+balance_list         200/405  200/405  200/405  200/405  404/405   302/405
+budget_create        302/200  302/403  302/200  302/403  404/404   302/302
+budget_delete        302/302  302/403  302/302  302/403  404/404   302/302
+budget_edit          200/200  200/403  200/200  200/403  404/404   302/302
+budget_list          200/405  200/405  200/405  200/405  404/405   302/405
+data_sources         200/405  200/405  200/405  200/405  404/405   302/405
+data_sources_sync    405/302  405/403  405/403  405/403  404/404   302/302
+import_create        405/400  405/400  405/403  405/403  404/404   302/302
+import_detail        200/405  200/405  200/405  200/405  404/405   302/405
+import_errors_csv    200/405  200/405  200/405  200/405  404/405   302/405
+import_list          200/405  200/405  200/405  200/405  404/405   302/405
+key_detail           200/405  200/405  200/405  200/405  404/405   302/405
+key_list             200/405  200/405  200/405  200/405  404/405   302/405
+month_close          405/303  405/303  403/403  403/403  404/404   302/302
+month_export_csv     200/405  200/405  200/405  200/405  404/405   302/405
+month_export_focus   200/405  200/405  200/405  200/405  404/405   302/405
+month_reopen         405/303  405/303  403/403  403/403  404/404   302/302
+month_review         200/405  200/405  200/405  200/405  404/405   302/405
+month_review_month   200/405  200/405  200/405  200/405  404/405   302/405
+overview             200/405  200/405  200/405  200/405  404/405   302/405
+project_detail       200/405  200/405  200/405  200/405  404/405   302/405
+project_list         200/405  200/405  200/405  200/405  404/405   302/405
+token_create         405/400  405/403  405/403  405/403  404/404   302/302
+token_list           200/405  200/405  200/405  200/405  404/405   302/405
+token_revoke         405/302  405/403  405/403  405/403  404/404   302/302
+topup_create         200/200  200/200  403/403  403/403  404/404   302/302
+topup_import         200/200  200/200  403/403  403/403  404/404   302/302
+topup_list           200/405  200/405  200/405  200/405  404/405   302/405
+usage_explorer       200/405  200/405  200/405  200/405  404/405   302/405
+"""
+ROLES = ("admin", "finance", "owner", "viewer", "outsider", "anonymous")
+
+
+def _parse_matrix(table: str) -> dict[str, dict[str, tuple[int, int]]]:
+    lines = [line.split() for line in table.strip().splitlines()]
+    header, rows = lines[0], lines[1:]
+    assert tuple(header[1:]) == ROLES
+    matrix = {}
+    for name, *cells in rows:
+        assert len(cells) == len(ROLES), name
+        matrix[name] = {
+            role: (int(cell.split("/")[0]), int(cell.split("/")[1]))
+            for role, cell in zip(ROLES, cells, strict=True)
+        }
+    return matrix
+
+
+ROLE_MATRIX = _parse_matrix(ROLE_MATRIX_TABLE)
+
+
+def test_every_org_url_has_a_row_in_the_role_matrix() -> None:
+    names = set(org_url_names())
+    missing = sorted(names - ROLE_MATRIX.keys())
+    stale = sorted(ROLE_MATRIX.keys() - names)
+    assert not missing, f"add these URLs to ROLE_MATRIX_TABLE in {__file__}: {missing}"
+    assert not stale, f"these rows name URLs that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(ROLE_MATRIX))
+def test_each_role_gets_the_declared_answer(name: str, tenancy: Tenancy) -> None:
+    from django.db import transaction
+    from django.test import Client
+
+    mismatches = []
+    for role in ROLES:
+        expected_get, expected_post = ROLE_MATRIX[name][role]
+        # Each cell starts from the same data: an admin's POST may delete what the next role reads.
+        with transaction.atomic():
+            url = build_url(name, tenancy)
+            client = Client() if role == "anonymous" else client_for(getattr(tenancy, role))
+            got = client.get(url)
+            posted = client.post(url)
+            if (got.status_code, posted.status_code) != (expected_get, expected_post):
+                mismatches.append(
+                    f"{role}: expected {expected_get}/{expected_post}, got {got.status_code}/{posted.status_code}"
+                )
+            if role == "anonymous":
+                for response in (got, posted):
+                    if response.status_code == 302:
+                        assert response["Location"].startswith(reverse("login")), (
+                            f"{name}: {response['Location']}"
+                        )
+            if role == "outsider":
+                assert client.get(url, headers={"HX-Request": "true"}).status_code == 404
+            transaction.set_rollback(True)
+    assert not mismatches, f"{name}: " + "; ".join(mismatches)
+
+
+def test_a_read_only_page_answers_a_post_the_same_for_a_missing_org(tenancy: Tenancy) -> None:
+    """The outsider's 405 on read-only pages is not a tenancy oracle: a made-up org gets the same."""
+    client = client_for(tenancy.outsider)
+    assert client.post(reverse("overview", kwargs={"org_slug": "acme"})).status_code == 405
+    assert client.post(reverse("overview", kwargs={"org_slug": "no-such-org"})).status_code == 405
+    assert client.get(reverse("overview", kwargs={"org_slug": "no-such-org"})).status_code == 404
+
+
+# The JSON API authenticates with ingest tokens only: a browser session, whatever its role, is anonymous.
+API_MATRIX = {
+    "api-v1:api-root": (404, 404),
+    "api-v1:api-spend": (401, 405),
+    "api-v1:api-balances": (401, 405),
+    "api-v1:api-usage-push": (405, 401),
+    # django-ninja serves the schema and docs for any method; both are public and read-only.
+    "api-v1:openapi-json": (200, 200),
+    "api-v1:openapi-view": (200, 200),
+}
+
+
+def test_every_api_url_has_a_row() -> None:
+    names = {name for name, _ in _walk(get_resolver().url_patterns) if name.startswith("api")}
+    assert names == API_MATRIX.keys()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_urls_answer_every_role_as_declared(role: str, tenancy: Tenancy) -> None:
+    from django.test import Client
+
+    client = Client() if role == "anonymous" else client_for(getattr(tenancy, role))
+    for name, (expected_get, expected_post) in API_MATRIX.items():
+        url = reverse(name)
+        got = (
+            client.get(url).status_code,
+            client.post(url, data="{}", content_type="application/json").status_code,
+        )
+        assert got == (expected_get, expected_post), f"{role} {name}: {got}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_org_roles_are_not_django_staff(role: str, tenancy: Tenancy) -> None:
+    from django.test import Client
+
+    client = Client() if role == "anonymous" else client_for(getattr(tenancy, role))
+    for url in ("/admin/", "/admin/projects/provideraccount/", "/admin/auth/user/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), (role, url)
