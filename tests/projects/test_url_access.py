@@ -149,7 +149,7 @@ def test_the_walk_finds_the_overview() -> None:
 ROLE_MATRIX_TABLE = """
 name                 admin    finance  owner    viewer   outsider  anonymous
 alert_ack            302/302  302/302  302/302  302/403  404/404   302/302
-alert_list           200/405  200/405  200/405  200/405  404/405   302/405
+alert_list           200/200  200/403  200/403  200/403  404/404   302/302
 balance_detail       200/403  200/403  200/403  200/403  404/404   302/302
 balance_list         200/405  200/405  200/405  200/405  404/405   302/405
 budget_create        302/200  302/403  302/200  302/403  404/404   302/302
