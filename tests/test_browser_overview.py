@@ -86,3 +86,31 @@ def test_signing_in_shows_the_overview_with_a_drawn_chart(page, live_server) -> 
     # 30 days x (1.25 + 0.75) = $60.00 over the last 30 days.
     assert "$60.00" in body
     assert page.locator(".chart .bars path").count() > 0 or page.locator(".chart .trace").count() > 0
+
+
+def test_the_seeded_demo_signs_in_with_the_printed_login_and_draws_its_charts(page, live_server) -> None:  # type: ignore[no-untyped-def]
+    """What `make demo` shows: seed_demo (a short history, through the real connectors and the simulator)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from billing.management.commands.demo import DEMO_ORG_SLUG
+    from usage.models import UsageRecord
+
+    out = StringIO()
+    call_command("seed_demo", days=4, stdout=out)
+    assert "Seeded Acme AI" in out.getvalue()
+    assert UsageRecord.objects.filter(organization__slug=DEMO_ORG_SLUG).count() > 5000
+
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "quotaboard-demo")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/o/{DEMO_ORG_SLUG}/")
+    page.wait_for_selector("[data-drawn=true] .main-svg", timeout=20000)
+    assert page.locator(".chart .bars path").count() > 0
+    body = page.inner_text("main")
+    for account in ("LaoZhang-style reseller (New API)", "OpenAI organization", "Anthropic organization"):
+        assert account in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "demo-overview.png"), full_page=True)
