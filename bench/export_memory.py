@@ -1,13 +1,14 @@
-"""Peak memory of the month usage export over 1M UsageDaily rows (streamed vs. materialised).
+"""Peak memory and time of the month exports (usage CSV and FOCUS CSV) over 1M UsageDaily rows.
 
-Usage:
-    .venv/bin/python bench/export_memory.py                 # throwaway SQLite file in a temp dir
-    .venv/bin/python bench/export_memory.py --pg             # throwaway PostgreSQL database qb_finance_bench
-    .venv/bin/python bench/export_memory.py --rows 200000
+Usage (from the repository root):
+    .venv/bin/python -m bench.export_memory              # throwaway SQLite file in a temp dir
+    .venv/bin/python -m bench.export_memory --pg         # throwaway PostgreSQL database qb_finance_bench
+    .venv/bin/python -m bench.export_memory --rows 200000
 
 Each phase runs in its own process so its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
-is its own: one process generates the rows, then one streams the CSV export view to /dev/null, then
-(for contrast) one builds the same CSV rows as a list first, as a non-streaming export would.
+is its own: one process generates the rows, one streams the usage CSV export view to /dev/null, one
+streams the FOCUS export view, then (for contrast) one builds the same usage CSV rows as a list
+first, as a non-streaming export would. Exits non-zero when a streamed export passes --max-rss-mb.
 """
 
 from __future__ import annotations
@@ -112,13 +113,15 @@ def generate(rows: int) -> dict[str, object]:
 
 
 def stream(mode: str) -> dict[str, object]:
-    """Stream the month_export_csv view for October 2026 into /dev/null; report peak RSS and bytes."""
+    """Stream the month_export_csv (mode "stream") or month_export_focus (mode "focus") view for
+    October 2026 into /dev/null, or build the usage rows as a list first (mode "list"); report peak
+    RSS, lines and bytes."""
     from django.contrib.auth.models import User
     from django.test import RequestFactory
 
     from billing.exports import USAGE_COLUMNS, month_usage_rows
     from billing.review import month_window
-    from billing.views_review import month_export_csv
+    from billing.views_review import month_export_csv, month_export_focus
     from projects.models import Organization
     from usage.exports import csv_lines
 
@@ -128,10 +131,11 @@ def stream(mode: str) -> dict[str, object]:
     started = time.monotonic()
     written = lines = 0
     with open(os.devnull, "w") as sink:
-        if mode == "stream":
-            request = RequestFactory().get("/o/bench/review/2026-10/usage.csv")
+        if mode in ("stream", "focus"):
+            view = month_export_csv if mode == "stream" else month_export_focus
+            request = RequestFactory().get(f"/o/bench/review/2026-10/{mode}.csv")
             request.user = user
-            response = month_export_csv(request, org_slug="bench", month="2026-10")
+            response = view(request, org_slug="bench", month="2026-10")
             for chunk in response.streaming_content:
                 text = chunk.decode() if isinstance(chunk, bytes) else chunk
                 written += len(text)
@@ -178,6 +182,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--pg", action="store_true", help="Use a throwaway PostgreSQL database.")
     parser.add_argument("--skip-list", action="store_true", help="Skip the materialised comparison.")
+    parser.add_argument("--max-rss-mb", type=float, default=300.0, help="Limit for the streamed exports.")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--var-dir", help=argparse.SUPPRESS)
@@ -197,9 +202,15 @@ def main() -> None:
             database_url = f"sqlite:///{var_dir}/bench.sqlite3"
         try:
             print("generate:", run_phase("generate", database_url, var_dir, args.rows), flush=True)
-            print("stream:  ", run_phase("stream", database_url, var_dir, args.rows), flush=True)
+            streamed = [run_phase(mode, database_url, var_dir, args.rows) for mode in ("stream", "focus")]
+            for result in streamed:
+                print(f"{result['mode']}:  ", result, flush=True)
             if not args.skip_list:
                 print("list:    ", run_phase("list", database_url, var_dir, args.rows), flush=True)
+            peak = max(float(str(result["peak_rss_mb"])) for result in streamed)
+            print(f"streamed exports: peak RSS {peak:.0f} MB (limit {args.max_rss_mb:.0f} MB)")
+            if peak > args.max_rss_mb:
+                sys.exit(1)
         finally:
             if args.pg:
                 import psycopg

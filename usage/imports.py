@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -131,7 +132,8 @@ def detect_format(head: bytes, filename: str = "") -> str:
     """Guess the format from the first bytes and the file name (explicit formats always win)."""
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \r\n\t")
     if text.startswith(("{", "[")):
-        if '"model_name"' in text or '"prompt_tokens"' in text or '"success"' in text:
+        # Keys, not values: our own records may say "status": "success"; a New API page has "success": true.
+        if re.search(r'"(model_name|prompt_tokens|success)"\s*:', text):
             return ImportFormat.NEWAPI
         if '"num_model_requests"' in text:
             return ImportFormat.OPENAI

@@ -9,10 +9,12 @@ import time_machine
 from django.core import mail
 from django.core.management import call_command
 
+from billing import tasks
 from billing.models import MonthEvent
 from billing.services.summaries import summary_is_due
 from billing.tasks import send_month_summary
 from config.celery import app
+from projects.models import Role
 from tests import factories
 from tests.conftest import Tenancy
 from usage.services import usage_rows_upsert
@@ -58,3 +60,28 @@ def test_finance_members_get_last_months_summary_once(tenancy: Tenancy) -> None:
     assert len(mail.outbox) == 2  # the command sends on request
     call_command("send_month_summary", "--org", "acme", "--month", "2026-11", "--once")
     assert len(mail.outbox) == 2
+
+
+@pytest.mark.django_db
+def test_the_beat_task_mails_each_organization_once_after_its_own_first_of_month_morning(
+    tenancy: Tenancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenancy.finance.email = "finance@acme.test"
+    tenancy.finance.save()
+    ny = factories.make_org("NY", slug="ny", timezone="America/New_York")
+    factories.make_member(ny, Role.FINANCE, factories.make_user("ny-finance", email="finance@ny.test"))
+    # Run the enqueued task in process, as a worker would.
+    monkeypatch.setattr(
+        tasks.send_month_summary, "delay", lambda *args: tasks.send_month_summary.apply(args=args)
+    )
+
+    def beat_at(moment: datetime) -> list[str]:
+        with time_machine.travel(moment, tick=False):
+            tasks.dispatch_month_summaries()
+        return sorted(address for message in mail.outbox for address in message.to)
+
+    assert beat_at(datetime(2026, 11, 30, 23, 7, tzinfo=UTC)) == []  # not the 1st anywhere yet
+    assert beat_at(datetime(2026, 12, 1, 7, 7, tzinfo=UTC)) == ["finance@acme.test"]  # 02:07 in New York
+    assert beat_at(datetime(2026, 12, 1, 12, 7, tzinfo=UTC)) == ["finance@acme.test", "finance@ny.test"]
+    assert beat_at(datetime(2026, 12, 1, 13, 7, tzinfo=UTC)) == ["finance@acme.test", "finance@ny.test"]
+    assert all("November 2026" in message.subject for message in mail.outbox)

@@ -121,6 +121,22 @@ def test_jsonl_rows_are_reported_by_line_and_good_ones_land(tenancy: Tenancy, tm
     assert UsageRecord.objects.get(dedupe_key__isnull=False, cost=Decimal("0.25"))
 
 
+@pytest.mark.parametrize(
+    ("head", "name", "expected"),
+    [
+        (b'{"request_id": "r", "occurred_at": "2026-10-15T00:00:00Z", "model": "m", "status": "success"}',
+         "usage.jsonl", ImportFormat.JSONL),
+        (b'{"request_id": "r", "occurred_at": "2026-10-15T00:00:00Z", "model": "m"}', "u.txt", ImportFormat.JSONL),
+        (b'{"success": true, "data": {"items": []}}', "logs.json", ImportFormat.NEWAPI),
+        (b'{"id": 1, "model_name": "gpt-4o", "prompt_tokens": 3}', "logs.jsonl", ImportFormat.NEWAPI),
+        (b"start_time,end_time,model,num_model_requests\n", "openai.csv", ImportFormat.OPENAI),
+        (HEADER.encode() + b"\n", "usage.csv", ImportFormat.CSV),
+    ],
+)  # fmt: skip
+def test_the_format_is_guessed_from_keys_not_values(head: bytes, name: str, expected: str) -> None:
+    assert imports.detect_format(head, name) == expected
+
+
 def test_a_line_longer_than_the_cap_is_skipped_and_reported(
     tenancy: Tenancy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
