@@ -221,6 +221,10 @@ def usage_ingest_window(
     A crash loses at most the chunk in flight; re-running re-reads it without double counting.
     """
     start, end = _whole_seconds(start), _whole_seconds(end)
+    if connector_class(account.kind).has_costs:
+        # Cost reports are per whole UTC day: read that day's usage from its start too, or the
+        # day's billed cost would be set against part of its tokens (a mid-day backfill start).
+        start = start.replace(hour=0, minute=0, second=0)
     own = connector is None
 
     def work(lease: Lease) -> None:
