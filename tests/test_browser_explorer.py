@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from projects.models import Role
 from tests import factories
-from tests.test_browser_overview import SCREENSHOTS, page  # noqa: F401  (the chromium page fixture)
+from tests.test_browser_overview import SCREENSHOTS
 from usage.services import usage_rows_upsert
 
 A11Y_CHECK = (Path(__file__).parent / "a11y_check.js").read_text()
@@ -49,7 +49,7 @@ def seed() -> None:
     usage_rows_upsert(organization=org, rows=rows, account=account)
 
 
-def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{base}/login/")
     page.fill("#id_username", "demo-admin")
     page.fill("#id_password", "pw-demo-admin")
@@ -57,7 +57,7 @@ def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F
     page.wait_for_url(f"{base}/o/acme-ai/")
 
 
-def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, live_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_filters_update_charts_in_place_push_the_url_and_csv_downloads(page, live_server) -> None:  # type: ignore[no-untyped-def]
     seed()
     base = live_server.url
     sign_in(page, base)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,37 +17,9 @@ from projects.models import Role
 from tests import factories
 from usage.services import local_day_bounds, usage_rows_upsert
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path("/tmp/qb-finance/review.png")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page():  # type: ignore[no-untyped-def]
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (.ci/run installs it)")
-        pytest.skip("chromium not installed; apt-get install chromium")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-            ],
-        )
-        context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
-        yield context.new_page()
-        context.close()
-        browser.close()
 
 
 def test_finance_reviews_closes_and_exports_last_month(page, live_server) -> None:  # type: ignore[no-untyped-def]

@@ -25,10 +25,8 @@ from .common import (
     parse_rfc3339,
     rfc3339,
 )
-from .http import ResponseError
-from .openai import next_page
+from .openai import cursor_pages, next_page
 
-MAX_PAGES = 1000
 CENTS = Decimal(100)
 
 
@@ -47,14 +45,7 @@ class AnthropicConnector(Connector):
         }
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[Any]:
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            body = self.http.get_json(path, {**params, "page": cursor} if cursor else params)
-            yield body
-            cursor = next_page(body)
-            if cursor is None:
-                return
-        raise ResponseError(f"more than {MAX_PAGES} pages")
+        return cursor_pages(self.http, path, params)
 
     def fetch_usage(self, start: datetime, end: datetime) -> Iterator[UsagePage]:
         """Yield hourly buckets per key, workspace and model in [start, end), hours aligned to UTC."""

@@ -26,7 +26,7 @@ from .common import (
     list_field,
     to_unix,
 )
-from .http import ResponseError
+from .http import ProviderHTTP, ResponseError
 
 MAX_PAGES = 1000
 GROUP_BY = ["project_id", "api_key_id", "model"]
@@ -42,6 +42,21 @@ def next_page(body: Any) -> str | None:
     return str(cursor)
 
 
+def cursor_pages(http: ProviderHTTP, path: str, params: dict[str, Any]) -> Iterator[Any]:
+    """Yield each page's body, following ``next_page`` (OpenAI's and Anthropic's admin APIs page alike).
+
+    Raises ResponseError past MAX_PAGES, so a provider that keeps answering has_more cannot loop for ever.
+    """
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        body = http.get_json(path, {**params, "page": cursor} if cursor else params)
+        yield body
+        cursor = next_page(body)
+        if cursor is None:
+            return
+    raise ResponseError(f"more than {MAX_PAGES} pages")
+
+
 class OpenAIConnector(Connector):
     kind: ClassVar[str] = "openai"
     overlap: ClassVar[timedelta] = timedelta(hours=48)
@@ -50,14 +65,7 @@ class OpenAIConnector(Connector):
     has_costs: ClassVar[bool] = True
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[Any]:
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            body = self.http.get_json(path, {**params, "page": cursor} if cursor else params)
-            yield body
-            cursor = next_page(body)
-            if cursor is None:
-                return
-        raise ResponseError(f"more than {MAX_PAGES} pages")
+        return cursor_pages(self.http, path, params)
 
     def fetch_usage(self, start: datetime, end: datetime) -> Iterator[UsagePage]:
         """Yield hourly buckets per project, key and model in [start, end), hours aligned to UTC."""
