@@ -71,6 +71,12 @@ class Command(BaseCommand):
             ],
         }
         children: dict[str, subprocess.Popen[bytes]] = {}
+
+        def stop(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        # SIGTERM (kill, a process manager) stops everything the same way as Ctrl-C.
+        signal.signal(signal.SIGTERM, stop)
         try:
             for name, command in commands.items():
                 children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env)
