@@ -104,16 +104,20 @@ def spend_by_day(
         .annotate(cost=Sum("cost"), requests=Sum("requests"))
         .order_by("day")
     )
-    result = []
-    for row in rows:
-        if group_by == "model":
-            label = row["model"]
-        elif group_by == "project":
-            label = row["project__name"] or "Unassigned"
-        else:
-            label = "Spend"
-        result.append(DailySpend(row["day"], label, row["cost"] or ZERO, row["requests"] or 0))
-    return result
+    label_field = {"model": "model", "project": "project__name"}.get(group_by or "", "")
+    return [
+        DailySpend(row["day"], _series_label(row, label_field), row["cost"] or ZERO, row["requests"] or 0)
+        for row in rows
+    ]
+
+
+def _series_label(row: Mapping[str, Any], label_field: str | None) -> str:
+    """Return a chart series name: the model as named, a missing project as "Unassigned", no grouping "Spend"."""
+    if label_field == "model":
+        return str(row["model"])
+    if label_field:
+        return str(row[label_field] or "Unassigned")
+    return "Spend"
 
 
 @dataclass(frozen=True)
@@ -303,16 +307,10 @@ def spend_by_period(
         .annotate(cost=Sum("cost"), requests=Sum("requests"))
         .order_by("period")
     )
-    result = []
-    for row in rows:
-        if label_field == "model":
-            label = row["model"]
-        elif label_field:
-            label = row[label_field] or "Unassigned"
-        else:
-            label = "Spend"
-        result.append(DailySpend(row["period"], label, row["cost"] or ZERO, row["requests"] or 0))
-    return result
+    return [
+        DailySpend(row["period"], _series_label(row, label_field), row["cost"] or ZERO, row["requests"] or 0)
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
