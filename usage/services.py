@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from django.db import connection, models, transaction
@@ -293,23 +295,43 @@ def _db_rows(
 ) -> Iterable[list[Any]]:
     """Yield each row's column values as the database stores them, in ``fields`` order.
 
-    Plain columns (ints, strings, None) pass through; only money, times and the like go through
-    ``get_db_prep_save`` — calling it for all 25 columns of every row was most of the write time.
+    Plain columns (ints, strings, None) are picked in C by one itemgetter; only money and times are
+    converted, each the way its field's ``get_db_prep_save`` would (money to integer units, aware
+    datetimes through the backend's adapter). Per-column Python was most of the write time.
     """
-    plain = (models.CharField, models.IntegerField, models.ForeignKey)
-    converters = [
-        (f.attname, None if isinstance(f, plain) and not isinstance(f, MoneyField) else f) for f in fields
-    ]
+    stamped = [f.attname == "ingested_at" for f in fields]
+    stamp_index = stamped.index(True) if any(stamped) else -1
+    pick = itemgetter(*(f.attname for f in fields if f.attname != "ingested_at"))
+    conversions: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, f in enumerate(fields):
+        if f.attname == "ingested_at":
+            continue
+        if isinstance(f, MoneyField):
+            conversions.append((index, f.get_prep_value))
+        elif isinstance(f, models.DateTimeField):
+            conversions.append((index, _datetime_adapter(f)))
+        elif not isinstance(f, (models.CharField, models.IntegerField, models.ForeignKey)):
+            conversions.append((index, partial(f.get_db_prep_save, connection=connection)))
     stamp = UsageRecord._meta.get_field("ingested_at").get_db_prep_save(now, connection)
     for values in rows:
-        yield [
-            stamp
-            if name == "ingested_at"
-            else values[name]
-            if field is None
-            else field.get_db_prep_save(values[name], connection)
-            for name, field in converters
-        ]
+        row = list(pick(values))
+        if stamp_index >= 0:
+            row.insert(stamp_index, stamp)  # before converting: indexes are positions in ``fields``
+        for index, convert in conversions:
+            row[index] = convert(row[index])
+        yield row
+
+
+def _datetime_adapter(field: models.DateTimeField[Any, Any]) -> Callable[[Any], Any]:
+    """Return a converter equal to ``field.get_db_prep_save`` for aware datetimes, and cheaper."""
+    adapt = connection.ops.adapt_datetimefield_value
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return adapt(value)
+        return field.get_db_prep_save(value, connection)  # None, naive (warns), strings
+
+    return convert
 
 
 STAGE_TABLE = "qb_usage_stage"
