@@ -20,7 +20,15 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from billing.models import AlertDelivery, AlertEvent, AlertKind, AlertPolicy, BalanceSnapshot, DeliveryStatus
+from billing.models import (
+    AlertDelivery,
+    AlertEvent,
+    AlertKind,
+    AlertPolicy,
+    BalanceSnapshot,
+    Budget,
+    DeliveryStatus,
+)
 from billing.services.alerts import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -287,7 +295,8 @@ def test_webhook_is_signed_and_retries_reuse_the_delivery_id(tenancy: Tenancy, r
     )  # eager retries: 500, 502, 200
 
     assert len(receiver.requests) == 3
-    secret = encryption.decrypt(AlertPolicy.objects.get(organization=tenancy.org).webhook_secret_encrypted)
+    # Signed with the budget's own secret (created on first delivery here), not the organization's.
+    secret = encryption.decrypt(Budget.objects.get(name="chat").webhook_secret_encrypted)
     bodies = {body for _, body in receiver.requests}
     assert len(bodies) == 1  # byte-identical on every retry
     body = bodies.pop()

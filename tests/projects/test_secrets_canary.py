@@ -69,6 +69,8 @@ def test_admin_shows_a_masked_suffix_and_saving_without_retyping_keeps_the_secre
         "status_message": account.status_message,
         "balance_interval_minutes": account.balance_interval_minutes,
         "usage_interval_minutes": account.usage_interval_minutes,
+        "low_balance_runway_days": account.low_balance_runway_days,
+        "low_balance_amount": "",
         "credential": "",
     }
     response = client.post(change_url, {k: "" if v is None else v for k, v in fields.items()})
