@@ -378,15 +378,19 @@ def test_low_runway_raises_a_low_balance_alert_once_a_day(tenancy: Tenancy) -> N
         account,
         "2026-11-20",
     )
-    assert event.message == "$20.00 left, about 4.0 days at the 7-day average. Suggested top-up: $180.00."
+    assert event.message == (
+        "LaoZhang has $20.00 left, about 4.0 days at the 7-day average "
+        "(this account alerts under 7 days of runway). Suggested top-up: $180.00."
+    )
     assert alerts_evaluate(organization=tenancy.org) == []
 
 
 @pytest.mark.django_db
 @time_machine.travel(MID_MONTH, tick=False)
 def test_a_balance_under_the_fixed_amount_alerts_even_with_long_runway(tenancy: Tenancy) -> None:
-    AlertPolicy.objects.create(organization=tenancy.org, low_balance_amount=D("50"))
     account = factories.make_account(tenancy.org, "openrouter")
+    account.low_balance_amount = D("50")
+    account.save()
     BalanceSnapshot.objects.create(provider_account=account, taken_at=MID_MONTH, remaining=D("49.99"))
     [event] = alerts_evaluate(organization=tenancy.org)
     assert event.kind == AlertKind.LOW_BALANCE
