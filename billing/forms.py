@@ -267,7 +267,9 @@ class AccountLowBalanceForm(forms.ModelForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         account: ProviderAccount = self.instance
-        self.fields["low_balance_amount"].label = f"Also alert below this balance, in {account.currency} (optional)"
+        self.fields[
+            "low_balance_amount"
+        ].label = f"Also alert below this balance, in {account.currency} (optional)"
         self.fields["low_balance_amount"].help_text = "Empty: alert on runway only."
         value = self.initial.get("low_balance_amount")
         if isinstance(value, Decimal):

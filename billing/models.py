@@ -149,15 +149,14 @@ class WebhookSigning(models.Model):
         with a key the other overwrites.
         """
         if not self.webhook_secret_encrypted:
-            fresh = type(self)(pk=self.pk)
-            fresh.set_webhook_secret(new_webhook_secret())
-            type(self)._default_manager.filter(pk=self.pk, webhook_secret_encrypted="").update(
-                webhook_secret_encrypted=fresh.webhook_secret_encrypted,
-                webhook_secret_hint=fresh.webhook_secret_hint,
+            secret = new_webhook_secret()
+            manager = type(self)._default_manager
+            # No hint: nobody has seen this secret, and the page says to rotate to get one to copy.
+            manager.filter(pk=self.pk, webhook_secret_encrypted="").update(
+                webhook_secret_encrypted=encryption.encrypt(secret), webhook_secret_hint=""
             )
             self.webhook_secret_encrypted, self.webhook_secret_hint = (
-                type(self)
-                ._default_manager.filter(pk=self.pk)
+                manager.filter(pk=self.pk)
                 .values_list("webhook_secret_encrypted", "webhook_secret_hint")
                 .get()
             )

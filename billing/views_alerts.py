@@ -67,7 +67,9 @@ def alert_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
             secret = alert_policy_save(form=form)
             if secret is None:
                 return redirect("alert_list", org_slug)
-            context = _list_context(request, access, policy, AlertPolicyForm(instance=policy, prefix="policy"))
+            context = _list_context(
+                request, access, policy, AlertPolicyForm(instance=policy, prefix="policy")
+            )
             context.update({"revealed_secret": secret, "saved": True})
             response = render(request, TEMPLATE, context)
             add_never_cache_headers(response)
@@ -89,7 +91,9 @@ def alert_webhook_rotate(request: AuthedRequest, org_slug: str) -> HttpResponse:
     context = _list_context(request, access, policy, AlertPolicyForm(instance=policy, prefix="policy"))
     template = "billing/_webhook_signing.html" if request.htmx else TEMPLATE
     if not policy.webhook_url:
-        context["signing_error"] = "No webhook is set for alerts outside budgets, so there is no secret to rotate."
+        context["signing_error"] = (
+            "No webhook is set for alerts outside budgets, so there is no secret to rotate."
+        )
         return render(request, template, context, status=200 if request.htmx else 400)
     context["revealed_secret"] = webhook_secret_rotate(signer=policy)
     response = render(request, template, context)

@@ -31,8 +31,8 @@ from .selectors import (
     get_budget_for_user,
     spend_grid,
 )
-from .services.budgets import budget_delete as budget_delete_service
 from .services.alerts import webhook_secret_rotate
+from .services.budgets import budget_delete as budget_delete_service
 from .services.budgets import budget_save
 
 TEMPLATE = "billing/budget_list.html"
@@ -242,7 +242,9 @@ def budget_webhook_rotate(request: AuthedRequest, org_slug: str, budget_id: str)
         raise PermissionDenied("Only admins and this project's owner rotate its signing secret")
     context = _edit_context(access, budget, _budget_form(access, instance=budget))
     if not budget.webhook_url:
-        context["signing_error"] = "This budget has no webhook, so there is no secret to rotate. Set a URL first."
+        context["signing_error"] = (
+            "This budget has no webhook, so there is no secret to rotate. Set a URL first."
+        )
         template = "billing/_webhook_signing.html" if request.htmx else EDIT_TEMPLATE
         return render(request, template, context, status=200 if request.htmx else 400)
     context["revealed_secret"] = webhook_secret_rotate(signer=budget)

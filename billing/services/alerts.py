@@ -252,7 +252,9 @@ def budget_alert_drafts(*, organization: Organization, today: date) -> list[Aler
     return drafts
 
 
-def low_balance_reasons(*, balance: Decimal, runway_days: Decimal | None, account: ProviderAccount) -> list[str]:
+def low_balance_reasons(
+    *, balance: Decimal, runway_days: Decimal | None, account: ProviderAccount
+) -> list[str]:
     """Return which of the account's own low-balance thresholds the balance is under (empty: none).
 
     Runway under ``low_balance_runway_days`` (strictly), or balance under ``low_balance_amount``

@@ -23,9 +23,13 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 HX = {"HX-Request": "true"}
 
 
-def _account(tenancy: Tenancy, name: str, *, balance: str, daily: str | None, **thresholds: object) -> ProviderAccount:
+def _account(
+    tenancy: Tenancy, name: str, *, balance: str, daily: str | None, **thresholds: object
+) -> ProviderAccount:
     account = factories.make_account(tenancy.org, "newapi", name=name, **thresholds)
-    BalanceSnapshot.objects.create(provider_account=account, taken_at=NOW - timedelta(hours=1), remaining=D(balance))
+    BalanceSnapshot.objects.create(
+        provider_account=account, taken_at=NOW - timedelta(hours=1), remaining=D(balance)
+    )
     if daily is not None:
         for day in range(13, 20):  # the 7 full days before today
             spend(tenancy.org, date(2026, 11, day), daily, account=account)
@@ -95,7 +99,9 @@ def test_the_migration_copies_each_organizations_thresholds_and_webhook_secret(t
         Account.objects.create(organization=acme, name="a1", slug="a1", **kw)
         Account.objects.create(organization=acme, name="a2", slug="a2", currency="CNY", **kw)
         Account.objects.create(organization=globex, name="g1", slug="g1", **kw)  # no policy: defaults
-        hooked = Budget.objects.create(organization=acme, monthly_amount=D("100"), webhook_url="https://h.test/")
+        hooked = Budget.objects.create(
+            organization=acme, monthly_amount=D("100"), webhook_url="https://h.test/"
+        )
         plain = Budget.objects.create(organization=acme, monthly_amount=D("100"))
     finally:
         executor.loader.build_graph()
@@ -104,7 +110,9 @@ def test_the_migration_copies_each_organizations_thresholds_and_webhook_secret(t
     from billing.models import Budget as NewBudget
 
     values = dict(
-        ProviderAccount.objects.values_list("slug", "low_balance_runway_days").filter(slug__in=["a1", "a2", "g1"])
+        ProviderAccount.objects.values_list("slug", "low_balance_runway_days").filter(
+            slug__in=["a1", "a2", "g1"]
+        )
     )
     amounts = dict(
         ProviderAccount.objects.values_list("slug", "low_balance_amount").filter(slug__in=["a1", "a2", "g1"])
@@ -135,9 +143,15 @@ def test_admin_sets_an_accounts_thresholds_with_htmx_and_bad_values_are_explaine
 
     cases = [
         ({"low-low_balance_runway_days": "0", "low-low_balance_amount": ""}, "Use at least 1 day of runway"),
-        ({"low-low_balance_runway_days": "400", "low-low_balance_amount": ""}, "Use at most 365 days of runway"),
+        (
+            {"low-low_balance_runway_days": "400", "low-low_balance_amount": ""},
+            "Use at most 365 days of runway",
+        ),
         ({"low-low_balance_runway_days": "", "low-low_balance_amount": ""}, "Enter a number of days, e.g. 7"),
-        ({"low-low_balance_runway_days": "7", "low-low_balance_amount": "ten"}, "Enter the amount as a number, e.g. 25"),
+        (
+            {"low-low_balance_runway_days": "7", "low-low_balance_amount": "ten"},
+            "Enter the amount as a number, e.g. 25",
+        ),
         (
             {"low-low_balance_runway_days": "7", "low-low_balance_amount": "-1"},
             "The amount cannot be negative; leave it empty for no floor",
@@ -165,7 +179,9 @@ def test_admin_sets_an_accounts_thresholds_with_htmx_and_bad_values_are_explaine
 
     # Without htmx: a redirect back to the balance page, and an empty amount clears the floor.
     plain = client.post(_url(account), {"low-low_balance_runway_days": "3", "low-low_balance_amount": ""})
-    assert plain.status_code == 302 and plain["Location"] == reverse("balance_detail", args=["acme", account.slug])
+    assert plain.status_code == 302 and plain["Location"] == reverse(
+        "balance_detail", args=["acme", account.slug]
+    )
     account.refresh_from_db()
     assert (account.low_balance_runway_days, account.low_balance_amount) == (3, None)
     listing = client.get(reverse("balance_list", args=["acme"])).content.decode()

@@ -105,7 +105,9 @@ def test_the_secret_is_shown_once_when_the_webhook_is_set_and_never_on_reload(te
     assert "no-store" in created["Cache-Control"]
     html = created.content.decode()
     assert 'data-copy="#webhook-secret-value"' in html
-    assert "X-Quotaboard-Signature: sha256=&lt;hex&gt;" in html and "HMAC-SHA256 of the raw request body" in html
+    assert (
+        "X-Quotaboard-Signature: sha256=&lt;hex&gt;" in html and "HMAC-SHA256 of the raw request body" in html
+    )
     b = Budget.objects.get(name="chat")
     # Encrypted at rest: the column holds a Fernet token, never the secret.
     with connection.cursor() as cursor:
@@ -116,17 +118,25 @@ def test_the_secret_is_shown_once_when_the_webhook_is_set_and_never_on_reload(te
     assert b.webhook_secret_hint == f"qbwh_…{secret[-4:]}"
 
     edit_url = reverse("budget_edit", args=["acme", b.public_id])
-    for reload in (client.get(edit_url), client.get(edit_url, headers=HX), client.get(reverse("budget_list", args=["acme"]))):
+    for reload in (
+        client.get(edit_url),
+        client.get(edit_url, headers=HX),
+        client.get(reverse("budget_list", args=["acme"])),
+    ):
         assert secret not in reload.content.decode()
         assert secret[:-4] not in reload.content.decode()
     assert f"qbwh_…{secret[-4:]}" in client.get(edit_url).content.decode()
 
     # Saving again with the same URL keeps the secret and shows nothing; a new URL gets a new secret.
-    same = client.post(edit_url, budget_form(tenancy.project.pk, webhook_url="https://hooks.acme.test/a", amount="120"))
+    same = client.post(
+        edit_url, budget_form(tenancy.project.pk, webhook_url="https://hooks.acme.test/a", amount="120")
+    )
     assert same.status_code == 302 and revealed(same) is None
     b.refresh_from_db()
     assert b.webhook_secret() == secret
-    moved = client.post(edit_url, budget_form(tenancy.project.pk, webhook_url="https://hooks.acme.test/b"), headers=HX)
+    moved = client.post(
+        edit_url, budget_form(tenancy.project.pk, webhook_url="https://hooks.acme.test/b"), headers=HX
+    )
     new_secret = revealed(moved)
     assert new_secret is not None and new_secret != secret
     assert "Budget saved." in moved.content.decode()
@@ -138,7 +148,9 @@ def test_the_secret_is_shown_once_when_the_webhook_is_set_and_never_on_reload(te
 
 @pytest.mark.django_db
 @time_machine.travel(MONTH_END, tick=False)
-def test_rotation_changes_what_a_real_receiver_verifies(tenancy: Tenancy, receiver: VerifyingReceiver) -> None:
+def test_rotation_changes_what_a_real_receiver_verifies(
+    tenancy: Tenancy, receiver: VerifyingReceiver
+) -> None:
     admin = client_for(tenancy.admin)
     created = admin.post(
         reverse("budget_create", args=["acme"]), budget_form(tenancy.project.pk, webhook_url=receiver.url)
@@ -178,18 +190,29 @@ def test_only_the_budgets_managers_rotate_and_outsiders_get_404(tenancy: Tenancy
     before = {b.pk: b.webhook_secret() for b in (mine, org_wide)}
 
     def rotate(user: Any, b: Budget, **kw: Any) -> int:
-        return client_for(user).post(reverse("budget_webhook_rotate", args=["acme", b.public_id]), **kw).status_code
+        return (
+            client_for(user)
+            .post(reverse("budget_webhook_rotate", args=["acme", b.public_id]), **kw)
+            .status_code
+        )
 
     for role in ("viewer", "finance"):
         assert rotate(getattr(tenancy, role), mine) == 403, role
         assert rotate(getattr(tenancy, role), mine, headers=HX) == 403, role
     assert rotate(tenancy.owner, org_wide) == 403  # the organization's budget is the admins'
     assert rotate(tenancy.outsider, mine) == 404
-    assert client_for(tenancy.outsider).get(reverse("budget_webhook_rotate", args=["acme", mine.public_id])).status_code == 404
+    assert (
+        client_for(tenancy.outsider)
+        .get(reverse("budget_webhook_rotate", args=["acme", mine.public_id]))
+        .status_code
+        == 404
+    )
     for b in (mine, org_wide):
         b.refresh_from_db()
         assert b.webhook_secret() == before[b.pk]
-    viewer_page = client_for(tenancy.viewer).get(reverse("budget_edit", args=["acme", mine.public_id])).content.decode()
+    viewer_page = (
+        client_for(tenancy.viewer).get(reverse("budget_edit", args=["acme", mine.public_id])).content.decode()
+    )
     assert "Rotate signing secret" not in viewer_page
     assert before[mine.pk] not in viewer_page
     # A GET is not a rotation: it goes back to the edit page.

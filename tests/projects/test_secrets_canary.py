@@ -55,7 +55,9 @@ def test_no_org_page_partial_or_export_shows_the_credential(name: str, tenancy: 
 
 
 @pytest.mark.django_db
-def test_a_revealed_webhook_secret_is_in_the_reveal_response_and_on_no_page_after_it(tenancy: Tenancy) -> None:
+def test_a_revealed_webhook_secret_is_in_the_reveal_response_and_on_no_page_after_it(
+    tenancy: Tenancy,
+) -> None:
     budget = Budget.objects.create(
         organization=tenancy.org, project=tenancy.project, monthly_amount=100, webhook_url="https://h.test/"
     )

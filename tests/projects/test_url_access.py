@@ -63,7 +63,10 @@ def url_kwargs_builders(t: Tenancy) -> dict[str, Callable[[], Any]]:
 
         # With a webhook, so its signing card (hint, rotate button) is on the pages the walk opens.
         budget = Budget.objects.create(
-            organization=t.org, project=t.project, monthly_amount=100, webhook_url="https://hooks.acme.test/qb"
+            organization=t.org,
+            project=t.project,
+            monthly_amount=100,
+            webhook_url="https://hooks.acme.test/qb",
         )
         return str(budget.public_id)
 
