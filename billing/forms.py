@@ -118,6 +118,12 @@ class BudgetForm(forms.ModelForm):  # type: ignore[type-arg]
             self.initial.setdefault("currency", organization.currency)
         if self.instance.pk is not None and isinstance(self.instance.thresholds, list):
             self.initial["thresholds"] = ", ".join(str(t) for t in self.instance.thresholds)
+        # Stored amounts come back with the column's full scale (100.0000000000), which the field's
+        # 6 decimal places would refuse: show them as entered, so saving unchanged amounts works.
+        for name in ("monthly_amount", "daily_amount"):
+            value = self.initial.get(name)
+            if isinstance(value, Decimal):
+                self.initial[name] = _plain(value)
 
     def clean_monthly_amount(self) -> Decimal | None:
         return _positive(self.cleaned_data.get("monthly_amount"))

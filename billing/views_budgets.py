@@ -222,6 +222,11 @@ def budget_edit(request: AuthedRequest, org_slug: str, budget_id: str) -> HttpRe
     else:
         form = _budget_form(access, instance=budget)
     context = _edit_context(access, budget, form, secret=secret)
+    if form is not None and form.is_bound and form.errors:
+        # A failed validation has already copied the typed values onto ``budget``: the page header
+        # and the signing card show what is stored, not a webhook URL that was never saved.
+        stored = Budget.objects.select_related("project").get(pk=budget.pk)
+        context.update({"budget": stored, "signer": stored})
     context["saved"] = secret is not None
     if request.htmx and request.method == "POST":
         response = render(request, f"{EDIT_TEMPLATE}#budget-edit", context)
