@@ -22,6 +22,7 @@ from .selectors import alerts_for_org, get_alert_for_user
 from .services.alerts import alert_acknowledge, alert_policy_for, alert_policy_save, webhook_secret_rotate
 
 TEMPLATE = "billing/alert_list.html"
+SIGNING_FRAGMENT = "billing/_webhook_signing.html"
 
 
 def _list_context(
@@ -74,6 +75,11 @@ def alert_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
             response = render(request, TEMPLATE, context)
             add_never_cache_headers(response)
             return response
+        context = _list_context(request, access, policy, form)
+        # The failed form already copied the typed values onto ``policy``: the signing card shows
+        # the stored webhook, not one that was never saved.
+        context["signer"] = AlertPolicy.objects.get(pk=policy.pk)
+        return render(request, TEMPLATE, context)
     return render(request, TEMPLATE, _list_context(request, access, policy, form))
 
 
@@ -89,7 +95,7 @@ def alert_webhook_rotate(request: AuthedRequest, org_slug: str) -> HttpResponse:
         raise PermissionDenied("Only admins rotate the organization's webhook signing secret")
     policy = alert_policy_for(access.organization)
     context = _list_context(request, access, policy, AlertPolicyForm(instance=policy, prefix="policy"))
-    template = "billing/_webhook_signing.html" if request.htmx else TEMPLATE
+    template = SIGNING_FRAGMENT if request.htmx else TEMPLATE
     if not policy.webhook_url:
         context["signing_error"] = (
             "No webhook is set for alerts outside budgets, so there is no secret to rotate."

@@ -37,6 +37,8 @@ from .services.budgets import budget_save
 
 TEMPLATE = "billing/budget_list.html"
 EDIT_TEMPLATE = "billing/budget_edit.html"
+# The webhook signing card, shared with the alert settings: what an htmx rotation swaps in.
+SIGNING_FRAGMENT = "billing/_webhook_signing.html"
 HISTORY_MONTHS = 12
 SAVED_EVENT = "budget-saved"
 
@@ -222,7 +224,7 @@ def budget_edit(request: AuthedRequest, org_slug: str, budget_id: str) -> HttpRe
     else:
         form = _budget_form(access, instance=budget)
     context = _edit_context(access, budget, form, secret=secret)
-    if form is not None and form.is_bound and form.errors:
+    if form.is_bound and form.errors:
         # A failed validation has already copied the typed values onto ``budget``: the page header
         # and the signing card show what is stored, not a webhook URL that was never saved.
         stored = Budget.objects.select_related("project").get(pk=budget.pk)
@@ -246,14 +248,14 @@ def budget_webhook_rotate(request: AuthedRequest, org_slug: str, budget_id: str)
     if not access.membership.can_manage_budget_of(budget.project):
         raise PermissionDenied("Only admins and this project's owner rotate its signing secret")
     context = _edit_context(access, budget, _budget_form(access, instance=budget))
+    template = SIGNING_FRAGMENT if request.htmx else EDIT_TEMPLATE
     if not budget.webhook_url:
         context["signing_error"] = (
             "This budget has no webhook, so there is no secret to rotate. Set a URL first."
         )
-        template = "billing/_webhook_signing.html" if request.htmx else EDIT_TEMPLATE
+        # htmx swaps only 2xx answers, so the fragment with the message comes back as 200.
         return render(request, template, context, status=200 if request.htmx else 400)
     context["revealed_secret"] = webhook_secret_rotate(signer=budget)
-    template = "billing/_webhook_signing.html" if request.htmx else EDIT_TEMPLATE
     return _never_cache(render(request, template, context))
 
 
