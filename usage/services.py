@@ -521,7 +521,7 @@ def _insert_grouped(
             f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) SELECT {', '.join(select)} FROM ({sql}) g",
             [organization.pk, *params],
         )
-        return max(cursor.rowcount, 0)
+        return max(int(cursor.rowcount), 0)
 
 
 def _refresh_daily(
