@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import DateField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncMonth
 
-from projects.models import Organization, Project, ProviderAccount
+from projects.models import ApiKey, Organization, Project, ProviderAccount
 from projects.money import format_money, safe_ratio
 from usage.models import RecordStatus, StreamState, UsageDaily
 from usage.selectors import (
@@ -718,7 +718,7 @@ class _DigestRow:
 class MonthDigest:
     """The daily rollup of this month and last, summed per (month, currency, status, key, model).
 
-    One query instead of eight (currencies, totals of both months, unit cost, tokens, failed
+    Two queries instead of eight (currencies, totals of both months, unit cost, tokens, failed
     requests, drivers of both months each scanned the same two months of rollup rows); the rows
     are few (months x keys x models x statuses x currencies) and everything below sums them in
     Python, exactly (Decimals). The two months are whole local months, so the month bucket is exact.
@@ -825,11 +825,13 @@ class MonthDigest:
 
 
 def month_digest(*, organization: Organization, window: MonthWindow) -> MonthDigest:
-    """Return the digest of ``window``'s month and the one before (one grouped query on the rollup)."""
-    query = (
+    """Return the digest of ``window``'s month and the one before (one grouped query on the rollup, one for key names)."""
+    # Grouped by the key's id (an integer) and named afterwards: grouping by the key's text columns
+    # made PostgreSQL sort every rollup row with collation compares instead of hashing the groups.
+    query = list(
         daily_rollups(organization=organization, flt=UsageFilter(start=window.previous, end=window.last))
         .annotate(month=TruncMonth("day", output_field=DateField()))
-        .values("month", "currency", "status", "api_key__public_id", "api_key__name", "model")
+        .values("month", "currency", "status", "api_key_id", "model")
         .annotate(
             cost=Sum("cost"),
             requests=Sum("requests"),
@@ -842,25 +844,34 @@ def month_digest(*, organization: Organization, window: MonthWindow) -> MonthDig
         )
         .order_by()
     )
-    rows = [
-        _DigestRow(
-            month=r["month"],
-            currency=r["currency"],
-            failed=r["status"] == RecordStatus.ERROR,
-            key_id=str(r["api_key__public_id"] or ""),
-            key_name=r["api_key__name"] or "No key",
-            model=r["model"],
-            cost=r["cost"] or ZERO,
-            requests=r["requests"] or 0,
-            unpriced_requests=r["unpriced"] or 0,
-            input_tokens=r["inp"] or 0,
-            cache_read_tokens=r["cr"] or 0,
-            cache_write_tokens=r["cw"] or 0,
-            output_tokens=r["out"] or 0,
-            reasoning_tokens=r["rsn"] or 0,
+    key_ids = {r["api_key_id"] for r in query if r["api_key_id"] is not None}
+    keys = {
+        pk: (str(public_id), name or "No key")
+        for pk, public_id, name in ApiKey.objects.filter(
+            organization=organization, pk__in=key_ids
+        ).values_list("pk", "public_id", "name")
+    }
+    rows = []
+    for r in query:
+        key_id, key_name = keys.get(r["api_key_id"], ("", "No key"))
+        rows.append(
+            _DigestRow(
+                month=r["month"],
+                currency=r["currency"],
+                failed=r["status"] == RecordStatus.ERROR,
+                key_id=key_id,
+                key_name=key_name,
+                model=r["model"],
+                cost=r["cost"] or ZERO,
+                requests=r["requests"] or 0,
+                unpriced_requests=r["unpriced"] or 0,
+                input_tokens=r["inp"] or 0,
+                cache_read_tokens=r["cr"] or 0,
+                cache_write_tokens=r["cw"] or 0,
+                output_tokens=r["out"] or 0,
+                reasoning_tokens=r["rsn"] or 0,
+            )
         )
-        for r in query
-    ]
     return MonthDigest(window=window, rows=rows)
 
 
