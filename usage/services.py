@@ -58,12 +58,16 @@ class UpsertResult:
     updated: int = 0
     unchanged: int = 0
     days: set[date] = field(default_factory=set)
+    # Days whose rollups must be recomputed from raw rows: all of ``days``, except where the writer
+    # already added the new rows' sums to the rollups (PostgreSQL, when rollups are refreshed).
+    recompute_days: set[date] = field(default_factory=set)
 
     def add(self, other: UpsertResult) -> None:
         self.new += other.new
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.days |= other.days
+        self.recompute_days |= other.recompute_days
 
 
 def dedupe_key_for(namespace: str, natural_key: str) -> str:
@@ -189,6 +193,10 @@ def usage_rows_upsert(
     # PostgreSQL takes whole batches through COPY + INSERT ... ON CONFLICT (see _write_postgres);
     # other databases compare against stored values in Python and bulk-upsert only what changed.
     use_copy = connection.vendor == "postgresql" and len(rows) >= COPY_THRESHOLD
+    if use_copy and refresh_rollups:
+        # The COPY writer adds new rows to the rollups as it goes: serialise with recomputes and
+        # other writers of this organization's rollups (the lock rollup_refresh_days takes too).
+        Organization.objects.select_for_update().filter(pk=organization.pk).first()
     batch_size = COPY_BATCH if use_copy else UPSERT_BATCH
     for offset in range(0, len(rows), batch_size):
         chunk = rows[offset : offset + batch_size]
@@ -225,11 +233,13 @@ def usage_rows_upsert(
                 "dedupe_key": dedupe_key,
             }
         result.unchanged += len(chunk) - len(candidates)
-        writer = _write_postgres if use_copy else _write_generic
-        result.add(writer(organization, candidates))
+        if use_copy:
+            result.add(_write_postgres(organization, candidates, rollup_delta=refresh_rollups))
+        else:
+            result.add(_write_generic(organization, candidates))
 
-    if refresh_rollups and result.days:
-        rollup_refresh_days(organization=organization, days=result.days)
+    if refresh_rollups and result.recompute_days:
+        rollup_refresh_days(organization=organization, days=result.recompute_days)
     _touch_keys_last_used(keys.values(), rows)
     return result
 
@@ -257,6 +267,7 @@ def _write_generic(organization: Organization, candidates: dict[str, dict[str, A
             result.days.add(local_day(old["occurred_at"], tz))
         result.days.add(local_day(values["occurred_at"], tz))
         to_write.append(values)
+    result.recompute_days = set(result.days)
     if to_write and connection.vendor == "sqlite":
         _sqlite_executemany_upsert(to_write)
     elif to_write:
@@ -341,7 +352,9 @@ def _aware_or_prepped(f: models.Field[Any, Any], db: Any, value: Any) -> Any:
 STAGE_TABLE = "qb_usage_stage"
 
 
-def _write_postgres(organization: Organization, candidates: dict[str, dict[str, Any]]) -> UpsertResult:
+def _write_postgres(
+    organization: Organization, candidates: dict[str, dict[str, Any]], *, rollup_delta: bool = False
+) -> UpsertResult:
     """Upsert a batch with COPY into a temporary table and one INSERT ... ON CONFLICT DO UPDATE.
 
     Raw SQL because the ORM has neither COPY nor a conditional ON CONFLICT update. Staged rows
@@ -350,6 +363,11 @@ def _write_postgres(organization: Organization, candidates: dict[str, dict[str, 
     its WHERE IS DISTINCT FROM still guards against a concurrent writer. RETURNING (xmax = 0)
     tells inserted rows from updated ones; days come back grouped in SQL (a few rows, not one per
     record), in the same zone arithmetic the rollups use.
+
+    With ``rollup_delta`` the same statement adds the inserted rows' sums to the daily and hourly
+    rollups (ON CONFLICT ... DO UPDATE SET x = x + EXCLUDED.x), so a day that only gained rows needs
+    no recompute; days with updated or moved rows land in ``recompute_days`` and are recomputed
+    whole, which also absorbs any delta added to them. Callers hold the organization's row lock.
     """
     result = UpsertResult()
     table = UsageRecord._meta.db_table
@@ -382,26 +400,76 @@ def _write_postgres(organization: Organization, candidates: dict[str, dict[str, 
             " SELECT DISTINCT (old_at AT TIME ZONE %s)::date FROM m WHERE NOT same AND old_at <> new_at",
             [tzname],
         )
-        result.days.update(day for (day,) in cursor.fetchall())
+        moved_from = {day for (day,) in cursor.fetchall()}
+        result.days |= moved_from
+        result.recompute_days |= moved_from
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in [*updatable, "ingested_at"])
         old_tuple = ", ".join(f"{table}.{c}" for c in updatable)
         new_tuple = ", ".join(f"EXCLUDED.{c}" for c in updatable)
+        returning = "(xmax = 0) AS inserted, occurred_at"
+        deltas = ""
+        params: list[Any] = []
+        if rollup_delta:
+            returning = f"(xmax = 0) AS inserted, {', '.join(column_by_attname.values())}"
+            deltas, params = _rollup_delta_sql(organization)
         cursor.execute(
             f"WITH w AS (INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE_TABLE}"
             f" ON CONFLICT (organization_id, dedupe_key) DO UPDATE SET {assignments}"
             f" WHERE ({old_tuple}) IS DISTINCT FROM ({new_tuple})"
-            " RETURNING (xmax = 0) AS inserted, occurred_at)"
+            f" RETURNING {returning}){deltas}"
             " SELECT inserted, (occurred_at AT TIME ZONE %s)::date, count(*) FROM w GROUP BY 1, 2",
-            [tzname],
+            [*params, tzname],
         )
         for inserted, day, count in cursor.fetchall():
             if inserted:
                 result.new += count
             else:
                 result.updated += count
+                result.recompute_days.add(day)
             result.days.add(day)
+            if inserted and not rollup_delta:
+                result.recompute_days.add(day)
     result.unchanged = len(candidates) - result.new - result.updated
     return result
+
+
+def _rollup_delta_sql(organization: Organization) -> tuple[str, list[Any]]:
+    """Return the CTEs that add the inserted rows of CTE ``w`` to the daily and hourly rollups.
+
+    Grouping matches ``_refresh_daily``/``_refresh_hourly`` exactly (local day in the organization's
+    zone, UTC hour), and the conflict targets are the rollups' unique indexes, so adding sums here
+    equals recomputing the day from raw rows.
+    """
+    daily = UsageDaily._meta.db_table
+    hourly = UsageHourly._meta.db_table
+    sums = [column for column, _ in ROLLUP_SUMS]
+    sum_exprs = [
+        "SUM(input_tokens)",
+        "SUM(cache_read_tokens)",
+        "SUM(cache_write_tokens)",
+        "SUM(output_tokens)",
+        "SUM(reasoning_tokens)",
+        "SUM(requests)",
+        "SUM(cost)",
+        f"SUM(CASE WHEN cost_source = '{CostSource.UNPRICED}' THEN requests ELSE 0 END)",
+    ]
+    add = ", ".join(f"{c} = {{table}}.{c} + EXCLUDED.{c}" for c in sums)
+    daily_dims = "project_id, api_key_id, provider_account_id, model, status, error_code, currency"
+    sql = (
+        f", d AS (INSERT INTO {daily} (organization_id, day, {daily_dims}, {', '.join(sums)})"
+        f" SELECT organization_id, (occurred_at AT TIME ZONE %s)::date, {daily_dims}, {', '.join(sum_exprs)}"
+        f" FROM w WHERE inserted GROUP BY organization_id, 2, {daily_dims}"
+        " ON CONFLICT (organization_id, day, COALESCE(project_id, 0), COALESCE(api_key_id, 0),"
+        " COALESCE(provider_account_id, 0), model, status, error_code, currency)"
+        f" DO UPDATE SET {add.format(table=daily)})"
+        f", h AS (INSERT INTO {hourly} (organization_id, hour, model, status, currency, {', '.join(sums)})"
+        " SELECT organization_id, DATE_TRUNC('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',"
+        f" model, status, currency, {', '.join(sum_exprs)}"
+        " FROM w WHERE inserted GROUP BY organization_id, 2, model, status, currency"
+        " ON CONFLICT (organization_id, hour, model, status, currency)"
+        f" DO UPDATE SET {add.format(table=hourly)})"
+    )
+    return sql, [organization.zoneinfo.key]
 
 
 def _cost_for(
