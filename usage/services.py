@@ -596,40 +596,71 @@ def _refresh_daily(
     organization: Organization, first: date, last: date, start: datetime, end: datetime
 ) -> int:
     UsageDaily.objects.filter(organization=organization, day__gte=first, day__lte=last).delete()
-    grouped = (
-        UsageRecord.objects.filter(organization=organization, occurred_at__gte=start, occurred_at__lt=end)
-        .annotate(local_day=TruncDate("occurred_at", tzinfo=organization.zoneinfo))
-        .values(
-            "local_day",
-            "project_id",
-            "api_key_id",
-            "provider_account_id",
-            "model",
-            "status",
-            "error_code",
-            "currency",
+    if connection.vendor != "sqlite":
+        day = TruncDate("occurred_at", tzinfo=organization.zoneinfo)
+        return _insert_grouped(
+            UsageDaily, organization, DAILY_DIMS, _daily_grouped(organization, start, end, day)
         )
+    # SQLite has no time zones: Django converts every row's time in a Python function, which was
+    # most of a rebuild. One statement per local day, bounded by that day's UTC start and end
+    # (computed here, DST included), needs no conversion at all.
+    written = 0
+    day_start = start
+    for offset in range((last - first).days + 1):
+        local = first + timedelta(days=offset)
+        day_end = local_day_bounds(local, local, organization.zoneinfo)[1]
+        grouped = _daily_grouped(
+            organization, day_start, day_end, Value(local, output_field=models.DateField())
+        )
+        written += _insert_grouped(UsageDaily, organization, DAILY_DIMS, grouped)
+        day_start = day_end
+    return written
+
+
+DAILY_DIMS = [
+    ("day", "local_day"),
+    ("project_id", "project_id"),
+    ("api_key_id", "api_key_id"),
+    ("provider_account_id", "provider_account_id"),
+    ("model", "model"),
+    ("status", "status"),
+    ("error_code", "error_code"),
+    ("currency", "currency"),
+]
+
+
+def _daily_grouped(organization: Organization, start: datetime, end: datetime, day: Any) -> Any:
+    return (
+        UsageRecord.objects.filter(organization=organization, occurred_at__gte=start, occurred_at__lt=end)
+        .annotate(local_day=day)
+        .values(*(alias for _, alias in DAILY_DIMS))
         .annotate(**_rollup_sums())
         .order_by()
     )
-    dims = [
-        ("day", "local_day"),
-        ("project_id", "project_id"),
-        ("api_key_id", "api_key_id"),
-        ("provider_account_id", "provider_account_id"),
-        ("model", "model"),
-        ("status", "status"),
-        ("error_code", "error_code"),
-        ("currency", "currency"),
-    ]
-    return _insert_grouped(UsageDaily, organization, dims, grouped)
+
+
+class UtcHour(TruncHour):
+    """The UTC hour a stored time falls in; on SQLite a substring of the stored UTC text.
+
+    Why: on SQLite, TruncHour runs a Python function per row (parsing the text back to a datetime).
+    SQLite stores 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC, so the hour is its first 13 characters.
+    """
+
+    def __init__(self, expression: str) -> None:
+        super().__init__(expression, tzinfo=UTC)
+
+    def as_sqlite(
+        self, compiler: Any, connection: Any, **extra_context: Any
+    ) -> tuple[str, tuple[str | int, ...]]:
+        sql, params = compiler.compile(self.lhs)
+        return f"(SUBSTR({sql}, 1, 13) || ':00:00')", tuple(params)
 
 
 def _refresh_hourly(organization: Organization, start: datetime, end: datetime) -> None:
     UsageHourly.objects.filter(organization=organization, hour__gte=start, hour__lt=end).delete()
     grouped = (
         UsageRecord.objects.filter(organization=organization, occurred_at__gte=start, occurred_at__lt=end)
-        .annotate(utc_hour=TruncHour("occurred_at", tzinfo=UTC))
+        .annotate(utc_hour=UtcHour("occurred_at"))
         .values("utc_hour", "model", "status", "currency")
         .annotate(**_rollup_sums())
         .order_by()

@@ -44,6 +44,8 @@ BALANCE_EVERY = timedelta(hours=12)
 
 
 class Command(BaseCommand):
+    # `migrate` ran the system checks just before (make demo); seeding doesn't need them again.
+    requires_system_checks: list[str] = []
     help = (
         "Seed the deterministic 'Acme AI' demo: users, projects, provider accounts pointing at the "
         "simulator, 90 days of usage ingested through the connectors, balances, top-ups and budgets."
