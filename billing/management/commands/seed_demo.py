@@ -30,6 +30,8 @@ from billing.services.topups import topups_sync
 from projects.models import ApiKey, Membership, Organization, Project, ProviderAccount, Role
 from usage.ingest import stream_state, usage_ingest_window
 from usage.models import Stream, StreamState, UsageRecord
+from usage.providers.base import AccountConfig
+from usage.providers.process import ConnectorProcess
 from usage.providers.registry import account_config, connector_class
 from usage.services import rollup_rebuild
 from usage.simulator.process import SimulatorProcess
@@ -81,15 +83,18 @@ class Command(BaseCommand):
         # Started first: the child generates the world's history while the users are created.
         sim = SimulatorProcess(seed=options["seed"], now=now)
         sim.start_async()
+        readers = ConnectorProcess()
+        readers.start()
         try:
             org, accounts = self._tenancy(options["password"], options["simulator_url"].rstrip("/"))
             sim.wait_ready()
-            rows = self._usage(accounts, sim, start, now)
+            rows = self._usage(accounts, sim, readers, start, now)
             self.stdout.write("Rebuilding rollups…")
             rollup_rebuild(organization=org)
             self._balances(accounts, sim, start, now)
             self._topups(accounts, sim, now)
         finally:
+            readers.close()
             sim.stop()
         self._budgets(org, now)
         elapsed = time.monotonic() - started
@@ -154,20 +159,28 @@ class Command(BaseCommand):
             accounts.append(account)
         return org, accounts
 
+    def _config(self, account: ProviderAccount, sim: SimulatorProcess) -> AccountConfig:
+        # Same account, same credential, but the seeding simulator's address.
+        return replace(account_config(account), base_url=sim.account_url(account.slug))
+
     def _connector(self, account: ProviderAccount, sim: SimulatorProcess) -> Any:
-        # Same account, same credential, but the in-process simulator's address.
-        config = replace(account_config(account), base_url=sim.account_url(account.slug))
-        return connector_class(account.kind)(config)
+        return connector_class(account.kind)(self._config(account, sim))
 
     def _usage(
-        self, accounts: list[ProviderAccount], sim: SimulatorProcess, start: datetime, end: datetime
+        self,
+        accounts: list[ProviderAccount],
+        sim: SimulatorProcess,
+        readers: ConnectorProcess,
+        start: datetime,
+        end: datetime,
     ) -> int:
+        """Ingest each account's usage; its connector runs in ``readers`` so reading overlaps writing."""
         total = 0
         for account in accounts:
             if not connector_class(account.kind).has_usage:
                 continue
             began = time.monotonic()
-            connector = self._connector(account, sim)
+            connector = readers.connector(self._config(account, sim))
             try:
                 run = usage_ingest_window(
                     account=account, start=start, end=end, refresh_rollups=False, connector=connector
