@@ -433,7 +433,7 @@ class ProviderSimulator:
         for cache in (self._hour_cache, self._hour_totals):
             for key in [k for k in cache if k[0] == slug]:
                 del cache[key]
-        for window in [k for k in self._log_rows_cache if k[0] == slug]:
+        for window in [k for k in self._log_rows_cache if k[0].split("|")[0] == slug]:
             del self._log_rows_cache[window]
         self._log_prefix.pop(slug, None)
 
@@ -665,11 +665,15 @@ def _log_rows(sim: ProviderSimulator, slug: str, start_ts: int, end_ts: int, now
     if cached is not None:
         return cached
     rows = _build_log_rows(sim, slug, start_ts, end_ts, now_ts)
+    _remember_log_rows(sim, key, rows)
+    return rows
+
+
+def _remember_log_rows(sim: ProviderSimulator, key: tuple[str, int, int, int], rows: list[_LogRow]) -> None:
     with sim._lock:
-        if len(sim._log_rows_cache) >= 16:
+        if len(sim._log_rows_cache) >= 16:  # a few windows are paged at a time: keep it small
             sim._log_rows_cache.clear()
         sim._log_rows_cache[key] = rows
-    return rows
 
 
 def _build_log_rows(
@@ -874,6 +878,29 @@ def _oneapi_item(sim: ProviderSimulator, account: WorldAccount, row: _LogRow) ->
     return base
 
 
+_FILTER_PARAMS = ("type", "token_name", "model_name", "group")
+
+
+def _filtered_log_rows(
+    sim: ProviderSimulator, account: WorldAccount, request: _Request, start: int, end: int, now_ts: int
+) -> list[_LogRow]:
+    """The window's log rows that pass the request's filters, newest first (as the gateways page).
+
+    Cached like ``_log_rows`` (same key plus the filters): every page of one listing shares it, so
+    callers must not change it.
+    """
+    filters = tuple(request.get(name) or "" for name in _FILTER_PARAMS)
+    key = (f"{account.slug}|{'|'.join(filters)}", start, end, now_ts)
+    cached = sim._log_rows_cache.get(key)
+    if cached is not None:
+        return cached
+    keep = _log_filter(account, request)
+    rows = [r for r in _log_rows(sim, account.slug, start, end, now_ts) if keep(r)]
+    rows.reverse()  # id desc: newest first
+    _remember_log_rows(sim, key, rows)
+    return rows
+
+
 def _log_filter(account: WorldAccount, request: _Request) -> Callable[[_LogRow], bool]:
     log_type = _int_param(request, "type", 0) or 0
     token_name = request.get("token_name") or ""
@@ -920,9 +947,7 @@ def _gateway(sim: ProviderSimulator, account: WorldAccount, path: str, request: 
         return _ok(_gateway_user(sim, account))
     if path == "/api/log/self":
         start, end = _window(sim, request, now_ts)
-        keep = _log_filter(account, request)
-        rows = [r for r in _log_rows(sim, account.slug, start, end, now_ts) if keep(r)]
-        rows.reverse()  # id desc: newest first
+        rows = _filtered_log_rows(sim, account, request, start, end, now_ts)
         if newapi:
             page = max(1, _int_param(request, "p", 1) or 1)
             size = (

@@ -81,7 +81,9 @@ class Command(BaseCommand):
         now = timezone.now().replace(microsecond=0)
         start = now - timedelta(days=options["days"])
         # Started first: the child generates the world's history while the users are created.
-        sim = SimulatorProcess(seed=options["seed"], now=now)
+        # Not warmed up front: the child generates history as the first reads ask for it, while
+        # this process writes, instead of making it wait.
+        sim = SimulatorProcess(seed=options["seed"], now=now, warm=False)
         sim.start_async()
         readers = ConnectorProcess()
         readers.start()
