@@ -9,6 +9,7 @@ the task) and stores only redacted messages.
 from __future__ import annotations
 
 import logging
+import time as clock
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.db.models import Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -39,6 +40,10 @@ INITIAL_BACKFILL = timedelta(days=getattr(settings, "QB_INITIAL_BACKFILL_DAYS", 
 
 ProgressCallback = Callable[[int, int, int], None]
 
+# Pauses (s) between tries of a run's closing writes after the database dropped the connection: a
+# restart (`pg_ctl restart -m fast`) or a failover is back well within these ~15 s.
+DB_RECONNECT_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
 
 class ErrorKind:
     AUTH = "auth"
@@ -47,6 +52,25 @@ class ErrorKind:
     INTERNAL = "internal"
     LEASE = "lease"
     ABANDONED = "abandoned"
+
+
+def _reconnecting(write: Callable[[], None]) -> None:
+    """Run ``write``; if the database connection is gone, drop it and try again on a new one.
+
+    Why: a run cut off by a database restart must still release its lease and record its failure,
+    or the task's retry would find the lease taken and skip for LEASE_DURATION. Raises the last
+    error when the database stays away (the task's autoretry on OperationalError takes over).
+    """
+    alias = router.db_for_write(StreamState)
+    for wait in (*DB_RECONNECT_WAITS, None):
+        try:
+            write()
+            return
+        except (OperationalError, InterfaceError):
+            if wait is None or connections[alias].in_atomic_block:
+                raise
+            connections[alias].close()
+            clock.sleep(wait)
 
 
 class LeaseLost(Exception):
@@ -149,13 +173,19 @@ def stream_run(
         kind, message = ErrorKind.PROVIDER, redact(str(exc), secret)
     except LeaseLost as exc:
         kind, message = ErrorKind.LEASE, str(exc)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-run (restart, failover): what committed stays, the chunk in
+        # flight rolled back; retrying later is the cure, as for a provider 5xx.
+        kind, message = ErrorKind.TRANSIENT, f"database connection lost ({type(exc).__name__}); retried"
     except Exception as exc:
         # Unexpected: keep the type only; the traceback could quote a request.
         kind, message = ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}"
         logger.error("ingest of account %s stream %s crashed: %s", account.pk, stream, type(exc).__name__)
     finally:
-        lease_release(state, owner)
-    _finish(run=run, state=state, account=account, stream=stream, kind=kind, message=message)
+        _reconnecting(lambda: lease_release(state, owner))
+    _reconnecting(
+        lambda: _finish(run=run, state=state, account=account, stream=stream, kind=kind, message=message)
+    )
     return run
 
 

@@ -7,7 +7,7 @@ from functools import partial
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from projects.models import AccountStatus, Organization, ProviderAccount
@@ -18,7 +18,17 @@ from .providers.http import TransientProviderError
 from .providers.registry import connector_class
 
 
-@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+# A database restart mid-rebuild rolls the transaction back; the retry recomputes from raw records.
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=3,
+    soft_time_limit=600,
+    time_limit=660,
+)
 def rebuild_rollups(organization_id: int, since_iso: str | None = None) -> int:
     """Recompute an organization's rollups from raw records; returns daily rows written. Idempotent."""
     organization = Organization.objects.get(pk=organization_id)
@@ -44,7 +54,7 @@ class TransientIngestError(TransientProviderError):
 
 @shared_task(
     acks_late=True,
-    autoretry_for=(TransientIngestError, OperationalError),
+    autoretry_for=(TransientIngestError, OperationalError, InterfaceError),
     retry_backoff=30,
     retry_backoff_max=600,
     retry_jitter=True,
