@@ -50,8 +50,10 @@ class Worker:
     def start(self) -> None:
         self.process = start_worker(self.queue, log_file=self.log, **self.options)
 
-    def output(self) -> str:
-        return self.log.read_text()[-4000:] if self.log.exists() else ""
+    def output(self, limit: int | None = 4000) -> str:
+        """The worker's log (its last ``limit`` characters, or all of it)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return text[-limit:] if limit else text
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no ack, a transaction cut off mid-flight."""
