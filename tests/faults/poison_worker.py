@@ -18,6 +18,10 @@ from config.celery import app
 
 __all__ = ["app"]
 
+# Celery waits worker_lost_wait (10 s) for a dead child's last words before raising
+# WorkerLostError; 1 s keeps the test short and changes nothing else.
+app.conf.worker_lost_wait = 1.0
+
 
 @worker_init.connect
 def _reject_on_worker_lost(**kwargs: Any) -> None:
