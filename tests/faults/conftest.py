@@ -8,6 +8,7 @@ there, never a skip).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -93,7 +94,9 @@ class PrivatePostgres:
 
     def pg_ctl(self, action: str, *extra: str) -> None:
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "log"), "-w", action, *extra)
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.base / "log"), "-w", action, *extra
+        )
 
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
@@ -115,10 +118,8 @@ class PrivatePostgres:
         self.pg_ctl("start")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.pg_ctl("stop", "-m", "immediate")
-        except subprocess.CalledProcessError:
-            pass  # already stopped
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -153,7 +154,11 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         env = {**os.environ, "DATABASE_URL": server.url, "DJANGO_SETTINGS_MODULE": "config.settings"}
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT, env=env, check=True, timeout=300, capture_output=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=300,
+            capture_output=True,
         )
         yield server
     finally:
@@ -164,7 +169,10 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 def private_db(private_postgres: PrivatePostgres, django_db_blocker: Any) -> Iterator[PrivatePostgres]:
     """Route this test process's ORM to the private cluster, emptied first."""
     settings_dict = connections.configure_settings(
-        {"default": connections["default"].settings_dict, PRIVATE_ALIAS: database_from_url(private_postgres.url)}
+        {
+            "default": connections["default"].settings_dict,
+            PRIVATE_ALIAS: database_from_url(private_postgres.url),
+        }
     )[PRIVATE_ALIAS]
     connections.settings[PRIVATE_ALIAS] = settings_dict
     saved_routers = router.routers
@@ -208,12 +216,18 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             [
                 "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always",
-                "--dir", str(self.base),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.base),
             ],
             stdout=open(self.base / "redis.log", "ab"),  # noqa: SIM115 (the child keeps its copy)
             stderr=subprocess.STDOUT,

@@ -26,7 +26,6 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from projects.models import Role
-
 from usage.models import IngestRun, RunStatus, Stream, StreamState, UsageDaily, UsageRecord
 from usage.tasks import rebuild_rollups
 
@@ -36,8 +35,8 @@ from ..usage.conftest import SIM_NOW, sim_account
 from ..usage.test_services_ingest import assert_matches_oracle
 from ..usage.test_worker_ingest import (
     assert_rollups_match_records,
-    finished_runs,
     enqueue_ingest,
+    finished_runs,
     gateway_stat_quota,
     ingest_and_wait,
     running_worker,
@@ -157,7 +156,11 @@ def test_the_web_shows_a_plain_error_page_while_the_database_is_down_then_recove
     }
     with open(log, "w") as out:
         web = subprocess.Popen(
-            [sys.executable, "-c", WEB_SERVER, str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-c", WEB_SERVER, str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/o/acme/"
 
@@ -186,7 +189,9 @@ def test_the_web_shows_a_plain_error_page_while_the_database_is_down_then_recove
         fresh()
 
 
-def test_a_restart_mid_rollup_rebuild_is_retried_and_rollups_equal_raw(private_db, simulator, tmp_path) -> None:
+def test_a_restart_mid_rollup_rebuild_is_retried_and_rollups_equal_raw(
+    private_db, simulator, tmp_path
+) -> None:
     org = factories.make_org("Acme AI", slug="acme")
     account = sim_account(org, simulator, "reseller")
     start, end = SIM_NOW - timedelta(days=3), SIM_NOW
@@ -197,12 +202,16 @@ def test_a_restart_mid_rollup_rebuild_is_retried_and_rollups_equal_raw(private_d
         locker = hold_org_lock(private_db, org.pk)
         with celery_app.connection_for_write(broker_url()) as conn:
             rebuild_rollups.apply_async(args=[org.pk], queue=worker.queue, connection=conn)
-        wait_for(lambda: a_backend_waits_on_a_lock(private_db), "the rebuild to block on the organization lock")
+        wait_for(
+            lambda: a_backend_waits_on_a_lock(private_db), "the rebuild to block on the organization lock"
+        )
         private_db.restart()
         locker.close()
         fresh()
         worker.wait_until(
-            lambda: "rebuild_rollups" in worker.output() and "succeeded" in worker.output().split("retry:")[-1],
+            lambda: (
+                "rebuild_rollups" in worker.output() and "succeeded" in worker.output().split("retry:")[-1]
+            ),
             "the retried rebuild to succeed",
             timeout=120,
         )

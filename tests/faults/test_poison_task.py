@@ -35,7 +35,12 @@ WAIT = 90
 def poison_account(org, simulator, name: str) -> ProviderAccount:  # type: ignore[no-untyped-def]
     world = DEFAULT_WORLD.account(HEALTHY)
     return factories.make_account(
-        org, world.kind, name=name, slug=name, base_url=simulator.account_url(HEALTHY), credential=world.credential
+        org,
+        world.kind,
+        name=name,
+        slug=name,
+        base_url=simulator.account_url(HEALTHY),
+        credential=world.credential,
     )
 
 
@@ -81,7 +86,9 @@ def test_a_payload_that_kills_its_child_is_tried_at_most_the_limit_then_failed_w
         assert IngestRun.objects.count() == settled
         # The pool still serves: a healthy ingest after all the deaths succeeds.
         enqueue_ingest(worker, healthy, start, end)
-        worker.wait_until(lambda: len(finished_runs(healthy)) >= 2, "a healthy ingest after the crashes", WAIT)
+        worker.wait_until(
+            lambda: len(finished_runs(healthy)) >= 2, "a healthy ingest after the crashes", WAIT
+        )
         assert worker.process is not None and worker.process.poll() is None, "the worker's main process died"
         log = worker.output(limit=None)
 
@@ -103,4 +110,6 @@ def test_a_payload_that_kills_its_child_is_tried_at_most_the_limit_then_failed_w
     # The healthy source ingested every time, to the simulator's totals.
     assert {run.status for run in finished_runs(healthy)} == {RunStatus.SUCCESS}
     assert_matches_oracle(simulator, healthy, start, end)
-    assert not IngestRun.objects.filter(provider_account=healthy, stream=Stream.USAGE, finished_at__isnull=True).exists()
+    assert not IngestRun.objects.filter(
+        provider_account=healthy, stream=Stream.USAGE, finished_at__isnull=True
+    ).exists()

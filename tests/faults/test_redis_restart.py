@@ -24,14 +24,13 @@ from django.db.models import Count, Sum
 from config.celery import app as celery_app
 from projects.models import ProviderAccount
 from usage.models import IngestRun, RunStatus, Stream, StreamState, UsageRecord
+from usage.simulator.world import DEFAULT_WORLD
 from usage.tasks import dispatch_usage_ingests
 
-from usage.simulator.world import DEFAULT_WORLD
-
 from .. import factories
+from ..celery_worker import private_queue
 from ..usage.conftest import SIM_NOW
 from ..usage.test_worker_ingest import Worker
-from ..celery_worker import private_queue
 from .conftest import PrivateRedis, private_redis_server
 
 pytestmark = [pytest.mark.fault, pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -107,7 +106,9 @@ def test_queued_ingests_survive_or_are_rescheduled_and_each_source_is_ingested_o
             if not appendonly:
                 # Lost. Nothing is due before each source's booked next run...
                 dispatch(redis, dispatcher.queue)
-                dispatcher.wait_until(lambda: len(dispatcher_results(dispatcher)) == 2, "a dispatcher run", 60)
+                dispatcher.wait_until(
+                    lambda: len(dispatcher_results(dispatcher)) == 2, "a dispatcher run", 60
+                )
                 assert dispatcher_results(dispatcher)[-1] == "0"
                 assert not IngestRun.objects.filter(provider_account__in=accounts).exists()
                 # ...one interval later the database says every source is due, and it is queued again.
@@ -134,7 +135,9 @@ def test_queued_ingests_survive_or_are_rescheduled_and_each_source_is_ingested_o
             )
             assert dispatcher_results(dispatcher)[-1] == "0"
             # Drain what the ingests queued (one alert evaluation each); a stray ingest copy would run too.
-            ingester.wait_until(lambda: redis.cli("llen", INGEST_QUEUE) in {"0", ""}, "the queue to drain", 60)
+            ingester.wait_until(
+                lambda: redis.cli("llen", INGEST_QUEUE) in {"0", ""}, "the queue to drain", 60
+            )
             time.sleep(1)
         finally:
             ingester.stop()
@@ -147,4 +150,6 @@ def test_queued_ingests_survive_or_are_rescheduled_and_each_source_is_ingested_o
         .values("provider_account")
         .annotate(rows=Count("pk"), cost=Sum("cost"))
     )
-    assert sorted((p["rows"], p["cost"]) for p in per_source) == [(rows_per_source, cost_per_source)] * SOURCES
+    assert (
+        sorted((p["rows"], p["cost"]) for p in per_source) == [(rows_per_source, cost_per_source)] * SOURCES
+    )
