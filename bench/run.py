@@ -212,7 +212,7 @@ def _chunks(iterator: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def bench_ingest(world: World, figures: list[Figure], end: datetime) -> None:
-    from django.db import connection
+    from django.db import connection, transaction
 
     from usage.models import UsageRecord
     from usage.services import dedupe_key_for, rollup_rebuild, usage_rows_upsert
@@ -323,27 +323,60 @@ def bench_ingest(world: World, figures: list[Figure], end: datetime) -> None:
         t, _ = _timed(lambda org=org: rollup_rebuild(organization=org))
         rebuild_seconds += t
     fresh = list(_rows(world, 1, 100_000, seed=99, end=end, days=2))
-    t_plain, _ = _timed(
-        lambda: usage_rows_upsert(
-            organization=world.orgs[1], rows=fresh, account=world.accounts[1], refresh_rollups=False
-        )
+    # 100k rows already in those two days, so the new rows land among existing ones.
+    usage_rows_upsert(
+        organization=world.orgs[1], rows=fresh, account=world.accounts[1], refresh_rollups=False
     )
+    rollup_rebuild(organization=world.orgs[1], since=(end - timedelta(days=3)).date())
     fresh2 = [row.__class__(**{**row.__dict__, "natural_key": "b" + row.natural_key}) for row in fresh]
-    t_with, _ = _timed(
-        lambda: usage_rows_upsert(
-            organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
-        )
+
+    # Upkeep = what an ingest spends on rollups: the same 100k new rows ingested without rollups (then
+    # rolled back) and with them, back to back on the same state; the difference is the upkeep.
+    # (The COPY writer adds new rows to the rollups inside its INSERT, so timing a separate
+    # recompute would not measure the path ingestion takes.)
+    def without_rollups() -> None:
+        with transaction.atomic():
+            usage_rows_upsert(
+                organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=False
+            )
+            transaction.set_rollback(True)
+
+    upkeep = []
+    for _ in range(2):
+        t_without, _ = _timed(without_rollups)
+        with transaction.atomic():
+            t_with, result = _timed(
+                lambda: usage_rows_upsert(
+                    organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
+                )
+            )
+            transaction.set_rollback(True)
+        upkeep.append((max(0.0, t_with - t_without), t_without, t_with))
+    # Keep the rows (the dashboards read them) and the lower of two tries (less of the machine's noise).
+    usage_rows_upsert(
+        organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
     )
+    best = min(upkeep)
     figures.append(
         Figure(
             "rollup upkeep per 100k new rows",
-            max(0.0, t_with - t_plain),
+            best[0],
             "s",
             "full rebuild",
             rebuild_seconds,
             "≤ 1.5 s",
+            {
+                "ingest_100k_without_s": best[1],
+                "with_s": best[2],
+                "tries_s": [u[0] for u in upkeep],
+                "days": len(result.days),
+            },
         )
     )
+    # Autovacuum analyzes freshly loaded tables within a minute or so; do it now so the dashboard
+    # figures reflect the planner's steady state, not a table it has never seen.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 def _naive_sql(org: Any, start: date, end: date) -> tuple[str, list[Any]]:

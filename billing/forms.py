@@ -118,6 +118,12 @@ class BudgetForm(forms.ModelForm):  # type: ignore[type-arg]
             self.initial.setdefault("currency", organization.currency)
         if self.instance.pk is not None and isinstance(self.instance.thresholds, list):
             self.initial["thresholds"] = ", ".join(str(t) for t in self.instance.thresholds)
+        # Stored amounts come back with the column's full scale (100.0000000000), which the field's
+        # 6 decimal places would refuse: show them as entered, so saving unchanged amounts works.
+        for name in ("monthly_amount", "daily_amount"):
+            value = self.initial.get(name)
+            if isinstance(value, Decimal):
+                self.initial[name] = _plain(value)
 
     def clean_monthly_amount(self) -> Decimal | None:
         return _positive(self.cleaned_data.get("monthly_amount"))
@@ -243,19 +249,62 @@ class TopUpPlannerForm(forms.Form):
     )
 
 
-class AlertPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
-    """Organization-wide alert limits (admins): low balance, spend anomaly, stale data, default webhook."""
+class AccountLowBalanceForm(forms.ModelForm):  # type: ignore[type-arg]
+    """One provider account's low-balance alert (admins): runway days and an optional amount floor."""
 
-    low_balance_amount = amount_field(
-        required=False, min_value=Decimal(0), label="Low balance: also alert below (account currency)"
+    low_balance_runway_days = forms.IntegerField(
+        label="Alert under this many days of runway",
+        help_text="Runway = balance ÷ average daily spend of the last 7 days.",
+        error_messages={
+            "required": "Enter a number of days, e.g. 7",
+            "invalid": "Enter a whole number of days, e.g. 7",
+        },
     )
+    low_balance_amount = amount_field(
+        required=False,
+        label="Also alert below this balance (optional)",
+        error_messages={"invalid": "Enter the amount as a number, e.g. 25"},
+    )
+
+    class Meta:
+        model = ProviderAccount
+        fields = ["low_balance_runway_days", "low_balance_amount"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        account: ProviderAccount = self.instance
+        self.fields[
+            "low_balance_amount"
+        ].label = f"Also alert below this balance, in {account.currency} (optional)"
+        self.fields["low_balance_amount"].help_text = "Empty: alert on runway only."
+        value = self.initial.get("low_balance_amount")
+        if isinstance(value, Decimal):
+            self.initial["low_balance_amount"] = _plain(value)
+
+    def clean_low_balance_runway_days(self) -> int:
+        days: int = self.cleaned_data["low_balance_runway_days"]
+        if days < 1:
+            raise ValidationError("Use at least 1 day of runway")
+        if days > 365:
+            raise ValidationError("Use at most 365 days of runway")
+        return days
+
+    def clean_low_balance_amount(self) -> Decimal | None:
+        amount: Decimal | None = self.cleaned_data.get("low_balance_amount")
+        if amount is not None and amount < 0:
+            raise ValidationError("The amount cannot be negative; leave it empty for no floor")
+        return amount
+
+
+class AlertPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Organization-wide alert limits (admins): spend anomaly, stale data, the webhook for alerts that
+    belong to no budget. Low-balance thresholds are per account (AccountLowBalanceForm)."""
+
     anomaly_min_amount = amount_field(min_value=Decimal(0), label="Ignore spikes on days smaller than")
 
     class Meta:
         model = AlertPolicy
         fields = [
-            "low_balance_runway_days",
-            "low_balance_amount",
             "anomaly_factor",
             "anomaly_min_amount",
             "stale_after_hours",
@@ -263,7 +312,6 @@ class AlertPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
             "recipients",
         ]
         labels = {
-            "low_balance_runway_days": "Low balance: alert under this many days of runway",
             "anomaly_factor": "Spike: a day above this many times its 14-day average",
             "stale_after_hours": "Stale data: alert after this many hours without a sync",
             "webhook_url": "Webhook URL for alerts outside budgets",
@@ -273,16 +321,10 @@ class AlertPolicyForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("low_balance_amount", "anomaly_min_amount", "anomaly_factor"):
+        for name in ("anomaly_min_amount", "anomaly_factor"):
             value = self.initial.get(name)
             if isinstance(value, Decimal):
                 self.initial[name] = _plain(value)
-
-    def clean_low_balance_runway_days(self) -> int:
-        days: int = self.cleaned_data["low_balance_runway_days"]
-        if days < 1:
-            raise ValidationError("Use at least 1 day of runway")
-        return days
 
     def clean_anomaly_factor(self) -> Decimal:
         factor: Decimal = self.cleaned_data["anomaly_factor"]

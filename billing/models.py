@@ -106,8 +106,69 @@ class TopUp(models.Model):
         return f"{self.amount} {self.currency} ({self.status})"
 
 
-class Budget(models.Model):
-    """A monthly (and optionally daily) spending limit for an organization or one of its projects."""
+WEBHOOK_SECRET_PREFIX = "qbwh_"
+
+
+def new_webhook_secret() -> str:
+    """Return a fresh signing secret: ``qbwh_`` and 43 url-safe characters (256 random bits)."""
+    return WEBHOOK_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def webhook_secret_hint(secret: str) -> str:
+    """Return what a page may show of a signing secret once it has been revealed: 'qbwh_…abcd'."""
+    if not secret:
+        return ""
+    prefix = WEBHOOK_SECRET_PREFIX if secret.startswith(WEBHOOK_SECRET_PREFIX) else ""
+    return f"{prefix}…{secret[-4:]}"
+
+
+class WebhookSigning(models.Model):
+    """The key that signs one webhook's bodies (HMAC-SHA256), Fernet-encrypted at rest.
+
+    The plaintext is shown once, in the response that creates it (webhook configured, or rotated);
+    afterwards pages show only ``webhook_secret_hint``. A secret with no hint was made where nobody
+    could see it (before reveal existed, or on first delivery): rotating is the way to get one.
+    """
+
+    # Fernet token of the HMAC key; read with webhook_secret(), never rendered.
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    webhook_secret_hint = models.CharField(max_length=16, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def set_webhook_secret(self, plaintext: str) -> None:
+        """Store ``plaintext`` encrypted (or clear it with ""); the caller saves."""
+        self.webhook_secret_encrypted = encryption.encrypt(plaintext) if plaintext else ""
+        self.webhook_secret_hint = webhook_secret_hint(plaintext)
+
+    def webhook_secret(self) -> str:
+        """Return the signing secret, creating (and saving) one on first use.
+
+        Compare-and-set: two workers delivering at once agree on one secret instead of each signing
+        with a key the other overwrites.
+        """
+        if not self.webhook_secret_encrypted:
+            secret = new_webhook_secret()
+            manager = type(self)._default_manager
+            # No hint: nobody has seen this secret, and the page says to rotate to get one to copy.
+            manager.filter(pk=self.pk, webhook_secret_encrypted="").update(
+                webhook_secret_encrypted=encryption.encrypt(secret), webhook_secret_hint=""
+            )
+            self.webhook_secret_encrypted, self.webhook_secret_hint = (
+                manager.filter(pk=self.pk)
+                .values_list("webhook_secret_encrypted", "webhook_secret_hint")
+                .get()
+            )
+        return encryption.decrypt(self.webhook_secret_encrypted)
+
+
+class Budget(WebhookSigning):
+    """A monthly (and optionally daily) spending limit for an organization or one of its projects.
+
+    Its webhook (if any) is signed with its own secret, so rotating one budget's secret, or revealing
+    it to a project owner, touches no other budget's receiver.
+    """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="budgets")
@@ -182,33 +243,26 @@ class AutoRechargeRule(models.Model):
         return f"auto-recharge {self.amount} below {self.threshold} {self.currency}"
 
 
-class AlertPolicy(models.Model):
-    """Per-organization alert settings: low-balance, anomaly and staleness limits, and the webhook secret."""
+class AlertPolicy(WebhookSigning):
+    """Per-organization alert settings: anomaly and staleness limits, and the webhook (with its own
+    signing secret) for alerts that belong to no budget.
+
+    Low-balance thresholds are per provider account (``ProviderAccount.low_balance_*``).
+    """
 
     organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="alert_policy")
-    low_balance_runway_days = models.PositiveIntegerField(default=7)
-    low_balance_amount = MoneyField(null=True, blank=True, help_text="Alert below this balance too.")
     # A day whose spend exceeds this many times the trailing 14-day average is an anomaly.
     anomaly_factor = models.DecimalField(max_digits=6, decimal_places=2, default=3)
     anomaly_min_amount = MoneyField(default=1, help_text="Ignore anomalies on days smaller than this.")
     stale_after_hours = models.PositiveIntegerField(default=6)
     webhook_url = models.URLField(blank=True, help_text="Receives alerts that belong to no budget.")
     recipients = models.TextField(blank=True, help_text="Extra e-mail addresses, one per line.")
-    # Fernet token of the HMAC key that signs webhook bodies; read with webhook_secret().
-    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "alert policies"
 
     def __str__(self) -> str:
         return f"Alert policy of {self.organization_id}"
-
-    def webhook_secret(self) -> str:
-        """Return the signing secret, creating (and saving) one on first use."""
-        if not self.webhook_secret_encrypted:
-            self.webhook_secret_encrypted = encryption.encrypt(secrets.token_urlsafe(32))
-            self.save(update_fields=["webhook_secret_encrypted"])
-        return encryption.decrypt(self.webhook_secret_encrypted)
 
 
 class AlertKind(models.TextChoices):

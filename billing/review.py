@@ -13,28 +13,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import DateField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncMonth
 
-from projects.models import Organization, Project, ProviderAccount
+from projects.models import ApiKey, Organization, Project, ProviderAccount
 from projects.money import format_money, safe_ratio
 from usage.models import RecordStatus, StreamState, UsageDaily
 from usage.selectors import (
+    MILLION_TOKENS,
     CurrencyTotal,
     DailySpend,
     HeatCell,
     TokenSummary,
     UnitCostPoint,
     UsageFilter,
-    currencies_in_use,
     daily_rollups,
     peak_hours,
     spend_by_day,
-    spend_totals,
-    token_summary,
-    tokens_by_period,
-    unit_cost_by_period,
 )
 from usage.services import local_day_bounds
 
@@ -324,27 +322,10 @@ class UnitCostChange:
         )
 
 
-def unit_cost_change(*, organization: Organization, window: MonthWindow, currency: str) -> UnitCostChange:
-    """Cost per request and per 1M tokens this month and last (``unit_cost_by_period`` by month)."""
-    flt = UsageFilter(start=window.previous, end=window.last)
-    points = unit_cost_by_period(organization=organization, flt=flt, currency=currency, granularity="month")
-    overall = {p.period: p for p in points if p.label == "All"}
-    return UnitCostChange(currency, overall.get(window.month), overall.get(window.previous))
-
-
 @dataclass(frozen=True)
 class TokenChange:
     current: TokenSummary | None
     previous: TokenSummary | None
-
-
-def token_change(*, organization: Organization, window: MonthWindow) -> TokenChange:
-    """Token structure (input:output ratio, cache hit rate) this month and last; one query."""
-    flt = UsageFilter(start=window.previous, end=window.last)
-    periods = tokens_by_period(organization=organization, flt=flt, granularity="month")
-    current = [p for p in periods if p.period == window.month]
-    previous = [p for p in periods if p.period == window.previous]
-    return TokenChange(token_summary(current), token_summary(previous))
 
 
 @dataclass(frozen=True)
@@ -358,29 +339,6 @@ class FailedCost:
     def share(self) -> Decimal | None:
         ratio = safe_ratio(Decimal(self.requests), Decimal(self.total_requests))
         return None if ratio is None else ratio * HUNDRED
-
-
-def failed_request_cost(*, organization: Organization, window: MonthWindow) -> list[FailedCost]:
-    """Return what failed requests cost per currency (providers bill some errors, e.g. timeouts mid-stream)."""
-    rows = (
-        daily_rollups(organization=organization, flt=window.flt)
-        .values("currency")
-        .annotate(
-            failed_cost=Sum("cost", filter=_error_q()),
-            failed=Sum("requests", filter=_error_q()),
-            total=Sum("requests"),
-        )
-        .order_by("currency")
-    )
-    return [
-        FailedCost(r["currency"], r["failed_cost"] or ZERO, r["failed"] or 0, r["total"] or 0)
-        for r in rows
-        if r["failed"]
-    ]
-
-
-def _error_q() -> Q:
-    return Q(status=RecordStatus.ERROR)
 
 
 @dataclass(frozen=True)
@@ -530,43 +488,6 @@ def cost_drivers(
         drivers.append(CostDriver(now.key_name, now.model, now.cost, old_cost, reason, text))
     drivers.sort(key=lambda d: (-d.delta, d.key_name, d.model))
     return drivers[:limit]
-
-
-def driver_stats(*, organization: Organization, first: date, last: date, currency: str) -> list[DriverStats]:
-    """Return per (key, model) spend, requests and input/cache tokens for local days [first, last]."""
-    rows = (
-        daily_rollups(organization=organization, flt=UsageFilter(start=first, end=last))
-        .filter(currency=currency)
-        .values("api_key__public_id", "api_key__name", "model")
-        .annotate(
-            cost=Sum("cost"),
-            requests=Sum("requests"),
-            input_tokens=Sum("input_tokens"),
-            cache_read_tokens=Sum("cache_read_tokens"),
-        )
-        .order_by()
-    )
-    return [
-        DriverStats(
-            key_id=str(r["api_key__public_id"] or ""),
-            key_name=r["api_key__name"] or "No key",
-            model=r["model"],
-            cost=r["cost"] or ZERO,
-            requests=r["requests"] or 0,
-            input_tokens=r["input_tokens"] or 0,
-            cache_read_tokens=r["cache_read_tokens"] or 0,
-        )
-        for r in rows
-    ]
-
-
-def month_cost_drivers(*, organization: Organization, window: MonthWindow, currency: str) -> list[CostDriver]:
-    prev_first, prev_last = rules.month_bounds(window.previous)
-    return cost_drivers(
-        driver_stats(organization=organization, first=window.first, last=window.last, currency=currency),
-        driver_stats(organization=organization, first=prev_first, last=prev_last, currency=currency),
-        currency=currency,
-    )
 
 
 # --- Balance reconciliation -------------------------------------------------------------------------
@@ -772,6 +693,188 @@ def balance_reconciliation(*, organization: Organization, window: MonthWindow) -
     return result
 
 
+# --- One read for the month-over-month figures -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DigestRow:
+    month: date
+    currency: str
+    failed: bool
+    key_id: str
+    key_name: str
+    model: str
+    cost: Decimal
+    requests: int
+    unpriced_requests: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+
+
+@dataclass(frozen=True)
+class MonthDigest:
+    """The daily rollup of this month and last, summed per (month, currency, status, key, model).
+
+    Two queries instead of eight (currencies, totals of both months, unit cost, tokens, failed
+    requests, drivers of both months each scanned the same two months of rollup rows); the rows
+    are few (months x keys x models x statuses x currencies) and everything below sums them in
+    Python, exactly (Decimals). The two months are whole local months, so the month bucket is exact.
+    """
+
+    window: MonthWindow
+    rows: list[_DigestRow]
+
+    def currencies(self, organization: Organization) -> list[str]:
+        """As ``currencies_in_use`` over both months: the organization's currency first."""
+        found = {r.currency for r in self.rows}
+        return sorted(found, key=lambda c: (c != organization.currency, c)) or [organization.currency]
+
+    def totals(self, month: date) -> list[CurrencyTotal]:
+        """As ``spend_totals`` for one of the two months: per currency, largest first."""
+        sums: dict[str, list[Any]] = {}
+        for r in self.rows:
+            if r.month == month:
+                acc = sums.setdefault(r.currency, [ZERO, 0, 0])
+                acc[0] += r.cost
+                acc[1] += r.requests
+                acc[2] += r.unpriced_requests
+        totals = [CurrencyTotal(c, cost, req, unpriced) for c, (cost, req, unpriced) in sums.items()]
+        totals.sort(key=lambda t: -t.cost)
+        return totals
+
+    def unit_cost(self, currency: str) -> UnitCostChange:
+        """As ``unit_cost_change``: cost per request and per 1M tokens (input + output), both months."""
+        points = {}
+        for month in (self.window.month, self.window.previous):
+            rows = [r for r in self.rows if r.month == month and r.currency == currency]
+            if not rows:
+                continue
+            cost = sum((r.cost for r in rows), ZERO)
+            requests = sum(r.requests for r in rows)
+            tokens = sum(r.input_tokens + r.output_tokens for r in rows)
+            per_1m = safe_ratio(cost, Decimal(tokens))
+            points[month] = UnitCostPoint(
+                month,
+                "All",
+                cost,
+                requests,
+                tokens,
+                safe_ratio(cost, Decimal(requests)),
+                None if per_1m is None else per_1m * MILLION_TOKENS,
+            )
+        return UnitCostChange(currency, points.get(self.window.month), points.get(self.window.previous))
+
+    def tokens(self) -> TokenChange:
+        """As ``token_change``: token structure of both months, all currencies."""
+
+        def summary(month: date) -> TokenSummary | None:
+            rows = [r for r in self.rows if r.month == month]
+            if not rows:
+                return None
+            return TokenSummary(
+                sum(r.input_tokens for r in rows),
+                sum(r.cache_read_tokens for r in rows),
+                sum(r.cache_write_tokens for r in rows),
+                sum(r.output_tokens for r in rows),
+                sum(r.reasoning_tokens for r in rows),
+            )
+
+        return TokenChange(summary(self.window.month), summary(self.window.previous))
+
+    def failed(self) -> list[FailedCost]:
+        """As ``failed_request_cost``: this month's failed-request cost per currency, where any failed."""
+        sums: dict[str, list[Any]] = {}
+        for r in self.rows:
+            if r.month == self.window.month:
+                acc = sums.setdefault(r.currency, [ZERO, 0, 0])
+                if r.failed:
+                    acc[0] += r.cost
+                    acc[1] += r.requests
+                acc[2] += r.requests
+        return [
+            FailedCost(currency, cost, failed, total)
+            for currency, (cost, failed, total) in sorted(sums.items())
+            if failed
+        ]
+
+    def driver_stats(self, month: date, currency: str) -> list[DriverStats]:
+        """As ``driver_stats`` for one of the two months."""
+        sums: dict[tuple[str, str, str], list[Any]] = {}
+        for r in self.rows:
+            if r.month == month and r.currency == currency:
+                acc = sums.setdefault((r.key_id, r.key_name, r.model), [ZERO, 0, 0, 0])
+                acc[0] += r.cost
+                acc[1] += r.requests
+                acc[2] += r.input_tokens
+                acc[3] += r.cache_read_tokens
+        return [
+            DriverStats(key_id, key_name, model, cost, requests, inp, cache)
+            for (key_id, key_name, model), (cost, requests, inp, cache) in sums.items()
+        ]
+
+    def drivers(self, currency: str) -> list[CostDriver]:
+        """As ``month_cost_drivers``."""
+        return cost_drivers(
+            self.driver_stats(self.window.month, currency),
+            self.driver_stats(self.window.previous, currency),
+            currency=currency,
+        )
+
+
+def month_digest(*, organization: Organization, window: MonthWindow) -> MonthDigest:
+    """Return the digest of ``window``'s month and the one before (one grouped query on the rollup, one for key names)."""
+    # Grouped by the key's id (an integer) and named afterwards: grouping by the key's text columns
+    # made PostgreSQL sort every rollup row with collation compares instead of hashing the groups.
+    query = list(
+        daily_rollups(organization=organization, flt=UsageFilter(start=window.previous, end=window.last))
+        .annotate(month=TruncMonth("day", output_field=DateField()))
+        .values("month", "currency", "status", "api_key_id", "model")
+        .annotate(
+            cost=Sum("cost"),
+            requests=Sum("requests"),
+            unpriced=Sum("unpriced_requests"),
+            inp=Sum("input_tokens"),
+            cr=Sum("cache_read_tokens"),
+            cw=Sum("cache_write_tokens"),
+            out=Sum("output_tokens"),
+            rsn=Sum("reasoning_tokens"),
+        )
+        .order_by()
+    )
+    key_ids = {r["api_key_id"] for r in query if r["api_key_id"] is not None}
+    keys = {
+        pk: (str(public_id), name or "No key")
+        for pk, public_id, name in ApiKey.objects.filter(
+            organization=organization, pk__in=key_ids
+        ).values_list("pk", "public_id", "name")
+    }
+    rows = []
+    for r in query:
+        key_id, key_name = keys.get(r["api_key_id"], ("", "No key"))
+        rows.append(
+            _DigestRow(
+                month=r["month"],
+                currency=r["currency"],
+                failed=r["status"] == RecordStatus.ERROR,
+                key_id=key_id,
+                key_name=key_name,
+                model=r["model"],
+                cost=r["cost"] or ZERO,
+                requests=r["requests"] or 0,
+                unpriced_requests=r["unpriced"] or 0,
+                input_tokens=r["inp"] or 0,
+                cache_read_tokens=r["cr"] or 0,
+                cache_write_tokens=r["cw"] or 0,
+                output_tokens=r["out"] or 0,
+                reasoning_tokens=r["rsn"] or 0,
+            )
+        )
+    return MonthDigest(window=window, rows=rows)
+
+
 # --- The whole review -------------------------------------------------------------------------------
 
 
@@ -795,29 +898,25 @@ def month_review(
     *, organization: Organization, month: date, today: date, currency: str | None = None
 ) -> MonthReview:
     """Return every figure of the month review page. Money per currency; the unit cost, peaks and
-    drivers panels are in ``currency`` (default: the month's main currency). A fixed number of queries.
+    drivers panels are in ``currency`` (default: the month's main currency). A fixed number of queries:
+    the month-over-month figures come from one digest of the rollup (``month_digest``).
     """
     window = month_window(organization=organization, month=month, today=today)
-    both = UsageFilter(start=window.previous, end=window.last)
-    currencies = currencies_in_use(organization=organization, flt=both)
+    digest = month_digest(organization=organization, window=window)
+    currencies = digest.currencies(organization)
     chosen = currency if currency in currencies else currencies[0]
-    prev_first, prev_last = rules.month_bounds(window.previous)
-    current_totals = spend_totals(organization=organization, flt=window.flt)
-    totals = totals_with_change(
-        current_totals,
-        spend_totals(organization=organization, flt=UsageFilter(start=prev_first, end=prev_last)),
-    )
+    current_totals = digest.totals(window.month)
     return MonthReview(
         window=window,
         currency=chosen,
         currencies=currencies,
-        totals=totals,
+        totals=totals_with_change(current_totals, digest.totals(window.previous)),
         breakdown=spend_breakdown(organization=organization, window=window),
-        unit_cost=unit_cost_change(organization=organization, window=window, currency=chosen),
-        tokens=token_change(organization=organization, window=window),
-        failed=failed_request_cost(organization=organization, window=window),
+        unit_cost=digest.unit_cost(chosen),
+        tokens=digest.tokens(),
+        failed=digest.failed(),
         peaks=peak_periods(organization=organization, window=window, currency=chosen),
-        drivers=month_cost_drivers(organization=organization, window=window, currency=chosen),
+        drivers=digest.drivers(chosen),
         reconciliation=balance_reconciliation(organization=organization, window=window),
         has_data=bool(current_totals),
     )

@@ -16,11 +16,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from projects.http import AuthedRequest
-from projects.models import Role
+from projects.models import ProviderAccount, Role
 from projects.selectors import OrgAccess, get_account_for_user, get_org_for_user
 
 from . import charts, rules
-from .forms import AutoRechargeRuleForm, ConsoleBalanceForm, TopUpForm, TopUpImportForm, TopUpPlannerForm
+from .forms import (
+    AccountLowBalanceForm,
+    AutoRechargeRuleForm,
+    ConsoleBalanceForm,
+    TopUpForm,
+    TopUpImportForm,
+    TopUpPlannerForm,
+)
 from .models import AutoRechargeRule, TopUp
 from .selectors import AccountRunway, account_runways, auto_recharged_in_month, balance_history
 from .services.ledger import IMPORT_COLUMNS, balance_snapshot_record_manual, topup_record, topups_import_csv
@@ -28,6 +35,7 @@ from .services.ledger import IMPORT_COLUMNS, balance_snapshot_record_manual, top
 HISTORY_DAYS = 90
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 RECHARGE_PROJECTION_DAYS = 30
+DETAIL_TEMPLATE = "billing/balance_detail.html"
 
 
 def _can_edit_ledger(access: OrgAccess) -> bool:
@@ -114,45 +122,23 @@ def _planner(request: AuthedRequest, item: AccountRunway) -> tuple[TopUpPlannerF
     return form, plan
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
-def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> HttpResponse:
-    """One account: balance history chart, burn, runway, derived balance with credit lots and drift,
-    auto-recharge rule; POST ``action=console`` records a console balance, ``action=rule`` saves the rule."""
-    access, account = get_account_for_user(request.user, org_slug, account_slug)
+def _detail_context(
+    request: AuthedRequest,
+    access: OrgAccess,
+    account: ProviderAccount,
+    *,
+    console_form: ConsoleBalanceForm | None = None,
+    rule_form: AutoRechargeRuleForm | None = None,
+    low_balance_form: AccountLowBalanceForm | None = None,
+) -> dict[str, Any]:
     now, today = _today_now(access)
     rule = AutoRechargeRule.objects.filter(provider_account=account).first()
-    console_form = ConsoleBalanceForm(prefix="console")
-    rule_form = AutoRechargeRuleForm(instance=rule, prefix="rule")
-    if request.method == "POST":
-        action = request.POST.get("action")
-        if action == "console":
-            if not _can_edit_ledger(access):
-                raise PermissionDenied("Only admins and finance enter balances")
-            console_form = ConsoleBalanceForm(request.POST, prefix="console")
-            if console_form.is_valid():
-                taken_at = console_form.cleaned_data["taken_at"] or now
-                balance_snapshot_record_manual(
-                    account=account, remaining=console_form.cleaned_data["remaining"], taken_at=taken_at
-                )
-                return redirect("balance_detail", org_slug, account.slug)
-        elif action == "rule":
-            if access.role != Role.ADMIN:
-                raise PermissionDenied("Only admins change auto-recharge rules")
-            rule_form = AutoRechargeRuleForm(request.POST, instance=rule, prefix="rule")
-            if rule_form.is_valid():
-                saved = rule_form.save(commit=False)
-                saved.provider_account = account
-                saved.currency = account.currency
-                saved.save()
-                return redirect("balance_detail", org_slug, account.slug)
-        else:
-            raise PermissionDenied("Unknown action")
     item = account_runways(organization=access.organization, today=today, account=account)[0]
     since = now - timedelta(days=HISTORY_DAYS)
     history = balance_history(account=account, since=since)
     planner_form, plan = _planner(request, item)
-    context = {
+    is_admin = access.role == Role.ADMIN
+    return {
         "access": access,
         "org": access.organization,
         "nav": "balances",
@@ -169,12 +155,88 @@ def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> 
         "recharge": _recharge_projection(item, rule, today, access.organization.zoneinfo),
         "planner_form": planner_form,
         "plan": plan,
-        "console_form": console_form if _can_edit_ledger(access) else None,
-        "rule_form": rule_form if access.role == Role.ADMIN else None,
+        "console_form": (console_form or ConsoleBalanceForm(prefix="console"))
+        if _can_edit_ledger(access)
+        else None,
+        "rule_form": (rule_form or AutoRechargeRuleForm(instance=rule, prefix="rule")) if is_admin else None,
+        "low_balance_form": (low_balance_form or AccountLowBalanceForm(instance=account, prefix="low"))
+        if is_admin
+        else None,
         "days_to_cover": rules.DAYS_TO_COVER,
         "expiring_days": rules.EXPIRING_SOON_DAYS,
     }
-    return render(request, "billing/balance_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def balance_detail(request: AuthedRequest, org_slug: str, account_slug: str) -> HttpResponse:
+    """One account: balance history chart, burn, runway, derived balance with credit lots and drift,
+    auto-recharge rule, low-balance alert thresholds; POST ``action=console`` records a console
+    balance, ``action=rule`` saves the auto-recharge rule."""
+    access, account = get_account_for_user(request.user, org_slug, account_slug)
+    now, _ = _today_now(access)
+    console_form = rule_form = None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "console":
+            if not _can_edit_ledger(access):
+                raise PermissionDenied("Only admins and finance enter balances")
+            console_form = ConsoleBalanceForm(request.POST, prefix="console")
+            if console_form.is_valid():
+                taken_at = console_form.cleaned_data["taken_at"] or now
+                balance_snapshot_record_manual(
+                    account=account, remaining=console_form.cleaned_data["remaining"], taken_at=taken_at
+                )
+                return redirect("balance_detail", org_slug, account.slug)
+        elif action == "rule":
+            if access.role != Role.ADMIN:
+                raise PermissionDenied("Only admins change auto-recharge rules")
+            rule = AutoRechargeRule.objects.filter(provider_account=account).first()
+            rule_form = AutoRechargeRuleForm(request.POST, instance=rule, prefix="rule")
+            if rule_form.is_valid():
+                saved = rule_form.save(commit=False)
+                saved.provider_account = account
+                saved.currency = account.currency
+                saved.save()
+                return redirect("balance_detail", org_slug, account.slug)
+        else:
+            raise PermissionDenied("Unknown action")
+    context = _detail_context(request, access, account, console_form=console_form, rule_form=rule_form)
+    return render(request, DETAIL_TEMPLATE, context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def account_low_balance_edit(request: AuthedRequest, org_slug: str, account_slug: str) -> HttpResponse:
+    """POST (admins, like the account's other settings): save the account's low-balance thresholds.
+
+    htmx gets the thresholds card back (errors, or the saved values with a confirmation); plain
+    POSTs go back to the balance page, or get it with the errors. GET goes to the balance page.
+    """
+    access, account = get_account_for_user(request.user, org_slug, account_slug)
+    if request.method == "GET":
+        return redirect("balance_detail", org_slug, account.slug)
+    if access.role != Role.ADMIN:
+        raise PermissionDenied("Only admins change an account's alert thresholds")
+    form = AccountLowBalanceForm(request.POST, instance=account, prefix="low")
+    saved = form.is_valid()
+    if saved:
+        account = form.save()
+        form = AccountLowBalanceForm(instance=account, prefix="low")
+    if request.htmx:
+        context = {
+            "access": access,
+            "org": access.organization,
+            "account": account,
+            "low_balance_form": form,
+            "low_balance_saved": saved,
+        }
+        # 200 with the errors in the fragment: htmx does not swap 4xx responses.
+        return render(request, f"{DETAIL_TEMPLATE}#low-balance-card", context)
+    if saved:
+        return redirect("balance_detail", org_slug, account.slug)
+    context = _detail_context(request, access, account, low_balance_form=form)
+    return render(request, DETAIL_TEMPLATE, context, status=400)
 
 
 @require_GET

@@ -64,6 +64,8 @@ class ProviderAccountForm(forms.ModelForm):  # type: ignore[type-arg]
             "status_message",
             "balance_interval_minutes",
             "usage_interval_minutes",
+            "low_balance_runway_days",
+            "low_balance_amount",
         ]
 
     def save(self, commit: bool = True) -> ProviderAccount:

@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from . import encryption
-from .money import DEFAULT_QUOTA_PER_UNIT
+from .money import DEFAULT_QUOTA_PER_UNIT, MoneyField
 
 
 def validate_timezone(name: str) -> None:
@@ -165,6 +165,15 @@ class ProviderAccount(models.Model):
     # Per-account overrides of the global schedule; empty means the settings' default.
     balance_interval_minutes = models.PositiveIntegerField(null=True, blank=True)
     usage_interval_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # Low-balance alert (billing.services.alerts): under this many days of runway, or under this
+    # amount in the account's own currency. Per account: a $20 floor is nothing on one account and
+    # everything on another.
+    low_balance_runway_days = models.PositiveIntegerField(
+        default=7, help_text="Alert when the balance lasts fewer days than this at the 7-day burn rate."
+    )
+    low_balance_amount = MoneyField(
+        null=True, blank=True, help_text="Also alert below this balance (account currency); empty: no floor."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -173,6 +182,11 @@ class ProviderAccount(models.Model):
             models.UniqueConstraint(fields=["organization", "slug"], name="account_unique_slug_per_org"),
             models.CheckConstraint(condition=Q(kind__in=ProviderKind.values), name="account_kind_valid"),
             models.CheckConstraint(condition=Q(quota_per_unit__gt=0), name="account_quota_per_unit_positive"),
+            models.CheckConstraint(
+                condition=Q(low_balance_runway_days__gte=1)
+                & (Q(low_balance_amount__isnull=True) | Q(low_balance_amount__gte=0)),
+                name="account_low_balance_valid",
+            ),
         ]
 
     def __str__(self) -> str:

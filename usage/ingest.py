@@ -9,10 +9,13 @@ the task) and stores only redacted messages.
 from __future__ import annotations
 
 import logging
+import threading
 import time as clock
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -342,6 +345,56 @@ def usage_ingest_window(
     )
 
 
+@dataclass
+class _FetchedChunk:
+    start: datetime
+    end: datetime
+    rows: list[UsageRow]
+    pages: int
+    costs: list[CostLine]
+
+
+def _fetch_chunk(
+    connector: Connector, start: datetime, end: datetime, cancelled: threading.Event
+) -> _FetchedChunk | None:
+    """Read every page of one chunk (and its cost report); None if cancelled between pages."""
+    rows: list[UsageRow] = []
+    pages = 0
+    for page in connector.fetch_usage(start, end):
+        if cancelled.is_set():
+            return None
+        pages += 1
+        rows.extend(page.rows)
+    costs = connector.fetch_costs(start, end) if connector.has_costs else []
+    return _FetchedChunk(start, end, rows, pages, costs)
+
+
+def _read_ahead(
+    connector: Connector, chunks: list[tuple[datetime, datetime]]
+) -> Generator[_FetchedChunk, None, None]:
+    """Yield each chunk's rows in order while the next chunk is read in a background thread.
+
+    Why: reading waits on the provider and writing on the database; one chunk of look-ahead
+    overlaps the two. The reader only talks HTTP (connectors never touch the database). A read
+    error is raised here, in chunk order, after every earlier chunk was yielded and written.
+    If the caller stops early, the reader is told to stop after its current page.
+    """
+    if not chunks:
+        return
+    cancelled = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as reader:
+        try:
+            pending = reader.submit(_fetch_chunk, connector, *chunks[0], cancelled)
+            for upcoming in [*chunks[1:], None]:
+                fetched = pending.result()
+                assert fetched is not None  # only a cancelled read returns None
+                if upcoming is not None:
+                    pending = reader.submit(_fetch_chunk, connector, *upcoming, cancelled)
+                yield fetched
+        finally:
+            cancelled.set()
+
+
 def _ingest_chunks(
     lease: Lease,
     connector: Connector,
@@ -350,40 +403,44 @@ def _ingest_chunks(
     refresh_rollups: bool,
     progress: ProgressCallback | None,
 ) -> None:
-    run, account = lease.run, lease.account
-    organization = account.organization
     chunks = list(_chunks(start, end, connector.chunk)) if connector.has_usage else []
     total_rows = 0
-    for index, (chunk_start, chunk_end) in enumerate(chunks, 1):
-        rows: list[UsageRow] = []
-        for page in connector.fetch_usage(chunk_start, chunk_end):
-            run.pages += 1
-            rows.extend(page.rows)
-        costs = connector.fetch_costs(chunk_start, chunk_end) if connector.has_costs else []
-        with transaction.atomic():
-            result = usage_rows_upsert(
-                organization=organization, rows=rows, account=account, refresh_rollups=False
-            )
-            if connector.has_costs:
-                adjustments = cost_adjustments(account=account, costs=costs)
-                result.add(
-                    usage_rows_upsert(
-                        organization=organization, rows=adjustments, account=account, refresh_rollups=False
-                    )
-                )
-            lease.advance_cursor(chunk_end)
-            if refresh_rollups and result.days:
-                rollup_refresh_days(organization=organization, days=result.days)
-            run.rows_new += result.new
-            run.rows_updated += result.updated
-            run.rows_unchanged += result.unchanged
-            run.save(update_fields=["pages", "rows_new", "rows_updated", "rows_unchanged"])
-        lease.days |= result.days
-        total_rows += len(rows)
-        if progress:
-            progress(index, len(chunks), total_rows)
+    # closing(): an error while writing stops the reader now, not when the traceback is freed.
+    with closing(_read_ahead(connector, chunks)) as fetched_chunks:
+        for index, fetched in enumerate(fetched_chunks, 1):
+            _store_chunk(lease, connector, fetched, refresh_rollups)
+            total_rows += len(fetched.rows)
+            if progress:
+                progress(index, len(chunks), total_rows)
     if not chunks or not connector.has_usage:
         lease.advance_cursor(end)
+
+
+def _store_chunk(lease: Lease, connector: Connector, fetched: _FetchedChunk, refresh_rollups: bool) -> None:
+    """Write one fetched chunk, its cost adjustments and the cursor in one transaction."""
+    run, account = lease.run, lease.account
+    organization = account.organization
+    run.pages += fetched.pages
+    rows = fetched.rows
+    with transaction.atomic():
+        result = usage_rows_upsert(
+            organization=organization, rows=rows, account=account, refresh_rollups=False
+        )
+        if connector.has_costs:
+            adjustments = cost_adjustments(account=account, costs=fetched.costs)
+            result.add(
+                usage_rows_upsert(
+                    organization=organization, rows=adjustments, account=account, refresh_rollups=False
+                )
+            )
+        lease.advance_cursor(fetched.end)
+        if refresh_rollups and result.days:
+            rollup_refresh_days(organization=organization, days=result.days)
+        run.rows_new += result.new
+        run.rows_updated += result.updated
+        run.rows_unchanged += result.unchanged
+        run.save(update_fields=["pages", "rows_new", "rows_updated", "rows_unchanged"])
+    lease.days |= result.days
 
 
 def usage_ingest_account(

@@ -31,6 +31,7 @@ from projects.money import format_money
 from usage.models import StreamState, UsageDaily
 
 from .. import rules
+from ..forms import AlertPolicyForm
 from ..models import (
     AlertDelivery,
     AlertEvent,
@@ -39,6 +40,8 @@ from ..models import (
     Budget,
     DeliveryChannel,
     DeliveryStatus,
+    WebhookSigning,
+    new_webhook_secret,
 )
 from ..selectors import account_runways, budget_grid_window, budget_variances, budgets_for_org, spend_grid
 
@@ -81,6 +84,16 @@ def _plain(amount: Decimal) -> str:
 def alert_policy_for(organization: Organization) -> AlertPolicy:
     policy, _ = AlertPolicy.objects.get_or_create(organization=organization)
     return policy
+
+
+@transaction.atomic
+def alert_policy_save(*, form: AlertPolicyForm) -> str | None:
+    """Save a validated alert-settings form; return the webhook's new signing secret when this save
+    set or changed the webhook URL (shown once by the caller), else None."""
+    policy: AlertPolicy = form.save()
+    return webhook_secret_after_save(
+        signer=policy, url=policy.webhook_url, url_changed="webhook_url" in form.changed_data
+    )
 
 
 # --- Recording ----------------------------------------------------------------------------------------
@@ -239,22 +252,34 @@ def budget_alert_drafts(*, organization: Organization, today: date) -> list[Aler
     return drafts
 
 
+def low_balance_reasons(
+    *, balance: Decimal, runway_days: Decimal | None, account: ProviderAccount
+) -> list[str]:
+    """Return which of the account's own low-balance thresholds the balance is under (empty: none).
+
+    Runway under ``low_balance_runway_days`` (strictly), or balance under ``low_balance_amount``
+    (strictly, in the account's currency). No recent spend means no runway figure, so only the
+    amount can alert then.
+    """
+    reasons = []
+    if runway_days is not None and runway_days < account.low_balance_runway_days:
+        reasons.append(f"under {account.low_balance_runway_days} days of runway")
+    if account.low_balance_amount is not None and balance < account.low_balance_amount:
+        reasons.append(f"under {format_money(account.low_balance_amount, account.currency)}")
+    return reasons
+
+
 def account_alert_drafts(
     *, organization: Organization, today: date, now: datetime, policy: AlertPolicy
 ) -> list[AlertDraft]:
-    """Low balance (runway or amount) and spend anomalies per provider account."""
+    """Low balance (each account against its own runway and amount thresholds) and spend anomalies."""
     drafts = []
     for item in account_runways(organization=organization, today=today):
         account, cur = item.account, item.currency
         if item.balance is not None:
-            short_runway = (
-                item.runway is not None
-                and item.runway.days is not None
-                and item.runway.days < policy.low_balance_runway_days
-            )
-            below_amount = policy.low_balance_amount is not None and item.balance < policy.low_balance_amount
-            if short_runway or below_amount:
-                days = item.runway.days if item.runway and item.runway.days is not None else None
+            days = item.runway.days if item.runway and item.runway.days is not None else None
+            reasons = low_balance_reasons(balance=item.balance, runway_days=days, account=account)
+            if reasons:
                 runway_text = (
                     f"about {days.quantize(Decimal('0.1'))} days at the 7-day average"
                     if days is not None
@@ -268,7 +293,8 @@ def account_alert_drafts(
                         severity="critical",
                         title=f"{account.name} balance is low: {format_money(item.balance, cur)}",
                         message=(
-                            f"{format_money(item.balance, cur)} left, {runway_text}."
+                            f"{account.name} has {format_money(item.balance, cur)} left, {runway_text} "
+                            f"(this account alerts {' or '.join(reasons)})."
                             + (
                                 f" Suggested top-up: {format_money(item.suggested_topup, cur)}."
                                 if item.suggested_topup
@@ -276,9 +302,14 @@ def account_alert_drafts(
                             )
                         ),
                         data={
+                            "account": account.name,
                             "balance": _plain(item.balance),
                             "currency": cur,
                             "runway_days": _plain(days) if days is not None else "",
+                            "threshold_runway_days": str(account.low_balance_runway_days),
+                            "threshold_amount": _plain(account.low_balance_amount)
+                            if account.low_balance_amount is not None
+                            else "",
                         },
                     )
                 )
@@ -430,13 +461,54 @@ def webhook_body(delivery: AlertDelivery) -> bytes:
 
 
 def webhook_signature(secret: str, body: bytes) -> str:
-    """Return ``sha256=<hex HMAC-SHA256 of the body>`` with the organization's webhook secret."""
+    """Return ``sha256=<hex HMAC-SHA256 of the body>``, keyed with the secret's UTF-8 bytes."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_signer_for(delivery: AlertDelivery) -> WebhookSigning:
+    """Return whose secret signs a delivery: the alert's budget when it has a webhook of its own (that
+    is where the alert was sent), else the organization's alert policy.
+
+    Decided when sending, so a retry after the webhook was reconfigured is signed with the secret
+    configured now, which is the one its receiver was given.
+    """
+    budget = delivery.alert.budget
+    if budget is not None and budget.webhook_url:
+        return budget
+    return alert_policy_for(delivery.alert.organization)
+
+
+def webhook_secret_rotate(*, signer: WebhookSigning) -> str:
+    """Give a budget or alert policy a new signing secret and return it: the only time it is shown.
+
+    The old secret stops signing at once; deliveries already queued are signed with the new one.
+    """
+    secret = new_webhook_secret()
+    signer.set_webhook_secret(secret)
+    signer.save(update_fields=["webhook_secret_encrypted", "webhook_secret_hint"])
+    return secret
+
+
+def webhook_secret_after_save(*, signer: WebhookSigning, url: str, url_changed: bool) -> str | None:
+    """Keep the signing secret in step with a just-saved webhook URL; return a new secret to show once.
+
+    A webhook set for the first time, or pointed at another receiver, gets a fresh secret (the new
+    receiver has to be given one, and a secret is never shown twice). A removed webhook drops its
+    secret. An unchanged URL keeps its secret and returns None.
+    """
+    if not url:
+        if signer.webhook_secret_encrypted:
+            signer.set_webhook_secret("")
+            signer.save(update_fields=["webhook_secret_encrypted", "webhook_secret_hint"])
+        return None
+    if url_changed or not signer.webhook_secret_encrypted:
+        return webhook_secret_rotate(signer=signer)
+    return None
 
 
 def _send_webhook(delivery: AlertDelivery) -> None:
     body = webhook_body(delivery)
-    secret = alert_policy_for(delivery.alert.organization).webhook_secret()
+    secret = webhook_signer_for(delivery).webhook_secret()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Quotaboard-Webhook/1",

@@ -9,13 +9,16 @@ from projects.models import Organization
 
 from ..forms import BudgetForm
 from ..models import Budget
+from .alerts import webhook_secret_after_save
 
 
 @transaction.atomic
-def budget_save(*, form: BudgetForm, organization: Organization, user: User) -> Budget:
-    """Save a validated budget form in ``organization`` (and its member recipients); return the budget.
+def budget_save(*, form: BudgetForm, organization: Organization, user: User) -> tuple[Budget, str | None]:
+    """Save a validated budget form in ``organization`` (and its member recipients).
 
-    The caller has checked that ``user`` may manage the chosen project's budget.
+    Return the budget and, when this save set or changed its webhook URL, the webhook's new signing
+    secret: the caller shows it in this response and nowhere else. The caller has checked that
+    ``user`` may manage the chosen project's budget.
     """
     budget: Budget = form.save(commit=False)
     budget.organization = organization
@@ -23,7 +26,10 @@ def budget_save(*, form: BudgetForm, organization: Organization, user: User) -> 
         budget.created_by = user
     budget.save()
     form.save_m2m()
-    return budget
+    secret = webhook_secret_after_save(
+        signer=budget, url=budget.webhook_url, url_changed="webhook_url" in form.changed_data
+    )
+    return budget, secret
 
 
 def budget_delete(*, budget: Budget) -> None:

@@ -23,3 +23,20 @@
     }
   });
 })();
+
+// Copy buttons: <button data-copy="#id"> copies that element's text (a secret shown once). Delegated
+// from document so buttons swapped in by htmx work too; without clipboard access the text stays selectable.
+(function () {
+  "use strict";
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest("button[data-copy]") : null;
+    if (!button) { return; }
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) { return; }
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.textContent = "Copied";
+    }, function () {
+      button.textContent = "Select and copy by hand";
+    });
+  });
+})();

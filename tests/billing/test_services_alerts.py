@@ -20,7 +20,15 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from billing.models import AlertDelivery, AlertEvent, AlertKind, AlertPolicy, BalanceSnapshot, DeliveryStatus
+from billing.models import (
+    AlertDelivery,
+    AlertEvent,
+    AlertKind,
+    AlertPolicy,
+    BalanceSnapshot,
+    Budget,
+    DeliveryStatus,
+)
 from billing.services.alerts import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -287,7 +295,8 @@ def test_webhook_is_signed_and_retries_reuse_the_delivery_id(tenancy: Tenancy, r
     )  # eager retries: 500, 502, 200
 
     assert len(receiver.requests) == 3
-    secret = encryption.decrypt(AlertPolicy.objects.get(organization=tenancy.org).webhook_secret_encrypted)
+    # Signed with the budget's own secret (created on first delivery here), not the organization's.
+    secret = encryption.decrypt(Budget.objects.get(name="chat").webhook_secret_encrypted)
     bodies = {body for _, body in receiver.requests}
     assert len(bodies) == 1  # byte-identical on every retry
     body = bodies.pop()
@@ -369,15 +378,19 @@ def test_low_runway_raises_a_low_balance_alert_once_a_day(tenancy: Tenancy) -> N
         account,
         "2026-11-20",
     )
-    assert event.message == "$20.00 left, about 4.0 days at the 7-day average. Suggested top-up: $180.00."
+    assert event.message == (
+        "LaoZhang has $20.00 left, about 4.0 days at the 7-day average "
+        "(this account alerts under 7 days of runway). Suggested top-up: $180.00."
+    )
     assert alerts_evaluate(organization=tenancy.org) == []
 
 
 @pytest.mark.django_db
 @time_machine.travel(MID_MONTH, tick=False)
 def test_a_balance_under_the_fixed_amount_alerts_even_with_long_runway(tenancy: Tenancy) -> None:
-    AlertPolicy.objects.create(organization=tenancy.org, low_balance_amount=D("50"))
     account = factories.make_account(tenancy.org, "openrouter")
+    account.low_balance_amount = D("50")
+    account.save()
     BalanceSnapshot.objects.create(provider_account=account, taken_at=MID_MONTH, remaining=D("49.99"))
     [event] = alerts_evaluate(organization=tenancy.org)
     assert event.kind == AlertKind.LOW_BALANCE

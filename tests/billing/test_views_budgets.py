@@ -219,6 +219,20 @@ def test_owner_edits_their_own_budget_but_not_another_projects(tenancy: Tenancy)
 
 
 @pytest.mark.django_db
+def test_saving_the_edit_form_as_shown_keeps_the_amounts(tenancy: Tenancy) -> None:
+    """The edit page shows stored amounts as typed ("12.5", not the column's "12.5000000000", which
+    the 6-decimal field refused), so changing only the name saves."""
+    b = budget(tenancy.org, "12.5", project=tenancy.project, name="old", daily_amount=D("2.25"))
+    page = client_for(tenancy.owner).get(reverse("budget_edit", args=["acme", b.public_id])).content.decode()
+    assert 'value="12.5"' in page and 'value="2.25"' in page
+    data = {**_form(tenancy.project.pk, "12.5"), "budget-name": "new", "budget-daily_amount": "2.25"}
+    response = client_for(tenancy.owner).post(reverse("budget_edit", args=["acme", b.public_id]), data)
+    assert response.status_code == 302
+    b.refresh_from_db()
+    assert (b.name, b.monthly_amount, b.daily_amount) == ("new", D("12.5"), D("2.25"))
+
+
+@pytest.mark.django_db
 def test_another_organizations_budget_is_a_404_even_under_your_own_org(tenancy: Tenancy) -> None:
     acme_budget = budget(tenancy.org, "100", project=tenancy.project)
     client = client_for(tenancy.outsider)

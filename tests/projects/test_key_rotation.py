@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from billing.models import AlertPolicy
+from billing.models import AlertPolicy, Budget
 from projects import encryption
 from projects.models import ProviderAccount
 from tests import factories
@@ -51,6 +51,10 @@ def test_rotation_moves_every_secret_to_the_new_key_resumably_and_idempotently(t
         accounts = [factories.make_account(tenancy.org, credential=c) for c in canaries]
         policy = AlertPolicy.objects.create(organization=tenancy.org)
         webhook_secret = policy.webhook_secret()
+        budget = Budget.objects.create(
+            organization=tenancy.org, monthly_amount=100, webhook_url="https://hooks.acme.test/qb"
+        )
+        budget_secret = budget.webhook_secret()
     table = ProviderAccount._meta.db_table
     before = raw_column(table, "credential_encrypted")
     for pk, canary in zip([a.pk for a in accounts], canaries, strict=True):
@@ -74,6 +78,7 @@ def test_rotation_moves_every_secret_to_the_new_key_resumably_and_idempotently(t
             "billing.AlertPolicy.webhook_secret_encrypted: 1 re-encrypted, 0 already current"
             in out.getvalue()
         )
+        assert "billing.Budget.webhook_secret_encrypted: 1 re-encrypted, 0 already current" in out.getvalue()
         after_first = raw_column(table, "credential_encrypted")
         again = StringIO()
         call_command("rotate_encryption_key", stdout=again)
@@ -90,6 +95,12 @@ def test_rotation_moves_every_secret_to_the_new_key_resumably_and_idempotently(t
             assert account.get_credential() == canary
         policy.refresh_from_db()
         assert policy.webhook_secret() == webhook_secret
+        budget.refresh_from_db()
+        assert budget.webhook_secret() == budget_secret
+        assert (
+            Fernet(NEW_KEY.encode()).decrypt(budget.webhook_secret_encrypted.encode()).decode()
+            == budget_secret
+        )
 
 
 @pytest.mark.django_db

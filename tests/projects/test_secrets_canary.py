@@ -13,12 +13,15 @@ import pytest
 from django.db import transaction
 from django.http import HttpResponse
 
+from billing.models import AlertPolicy, Budget
 from projects.models import ProviderAccount
 from tests import factories
 from tests.conftest import Tenancy, client_for
 from tests.projects.test_url_access import build_url, org_url_names
 
 CANARY = f"qb-canary-{uuid.uuid4()}"
+# Webhook signing secrets (budgets and the organization's alert webhook) look like real ones.
+WEBHOOK_CANARY = f"qbwh_canary{uuid.uuid4().hex}"
 
 
 def body(response: HttpResponse) -> str:
@@ -31,6 +34,9 @@ def plant_canary() -> None:
     for account in ProviderAccount.objects.all():
         account.set_credential(CANARY)
         account.save()
+    for signer in [*Budget.objects.all(), *AlertPolicy.objects.all()]:
+        signer.set_webhook_secret(WEBHOOK_CANARY)
+        signer.save()
 
 
 @pytest.mark.parametrize("name", org_url_names())
@@ -38,12 +44,39 @@ def test_no_org_page_partial_or_export_shows_the_credential(name: str, tenancy: 
     with transaction.atomic():
         url = build_url(name, tenancy)
         factories.make_account(tenancy.org, "openai")
+        AlertPolicy.objects.create(organization=tenancy.org, webhook_url="https://hooks.acme.test/org")
         plant_canary()
         client = client_for(tenancy.admin)
         for response in (client.get(url), client.get(url, headers={"HX-Request": "true"})):
-            assert CANARY not in body(response), url
-            assert CANARY[:-4] not in body(response), url  # not even the part the hint leaves out
+            for secret in (CANARY, WEBHOOK_CANARY):
+                assert secret not in body(response), url
+                assert secret[:-4] not in body(response), url  # not even the part the hint leaves out
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_a_revealed_webhook_secret_is_in_the_reveal_response_and_on_no_page_after_it(
+    tenancy: Tenancy,
+) -> None:
+    budget = Budget.objects.create(
+        organization=tenancy.org, project=tenancy.project, monthly_amount=100, webhook_url="https://h.test/"
+    )
+    AlertPolicy.objects.create(organization=tenancy.org, webhook_url="https://hooks.acme.test/org")
+    client = client_for(tenancy.admin)
+    reveals = [
+        client.post(f"/o/{tenancy.org.slug}/budgets/{budget.public_id}/webhook-secret/"),
+        client.post(f"/o/{tenancy.org.slug}/alerts/webhook-secret/", headers={"HX-Request": "true"}),
+    ]
+    secrets = [signer.webhook_secret() for signer in (Budget.objects.get(), AlertPolicy.objects.get())]
+    for response, secret in zip(reveals, secrets, strict=True):
+        assert response.status_code == 200 and secret in body(response)
+    for name in org_url_names():
+        with transaction.atomic():
+            url = build_url(name, tenancy)
+            for response in (client.get(url), client.get(url, headers={"HX-Request": "true"})):
+                for secret in secrets:
+                    assert secret[:-4] not in body(response), url
+            transaction.set_rollback(True)
 
 
 @pytest.mark.django_db
@@ -69,6 +102,8 @@ def test_admin_shows_a_masked_suffix_and_saving_without_retyping_keeps_the_secre
         "status_message": account.status_message,
         "balance_interval_minutes": account.balance_interval_minutes,
         "usage_interval_minutes": account.usage_interval_minutes,
+        "low_balance_runway_days": account.low_balance_runway_days,
+        "low_balance_amount": "",
         "credential": "",
     }
     response = client.post(change_url, {k: "" if v is None else v for k, v in fields.items()})

@@ -61,7 +61,14 @@ def url_kwargs_builders(t: Tenancy) -> dict[str, Callable[[], Any]]:
     def budget_public_id() -> str:
         from billing.models import Budget
 
-        return str(Budget.objects.create(organization=t.org, project=t.project, monthly_amount=100).public_id)
+        # With a webhook, so its signing card (hint, rotate button) is on the pages the walk opens.
+        budget = Budget.objects.create(
+            organization=t.org,
+            project=t.project,
+            monthly_amount=100,
+            webhook_url="https://hooks.acme.test/qb",
+        )
+        return str(budget.public_id)
 
     def alert_public_id() -> str:
         from billing.models import AlertEvent
@@ -148,14 +155,17 @@ def test_the_walk_finds_the_overview() -> None:
 # there, and the answer is the same for an org that does not exist, so it reveals nothing.
 ROLE_MATRIX_TABLE = """
 name                 admin    finance  owner    viewer   outsider  anonymous
+account_low_balance_edit 302/400 302/403 302/403 302/403 404/404  302/302
 alert_ack            302/302  302/302  302/302  302/403  404/404   302/302
 alert_list           200/200  200/403  200/403  200/403  404/404   302/302
+alert_webhook_rotate 302/400  302/403  302/403  302/403  404/404   302/302
 balance_detail       200/403  200/403  200/403  200/403  404/404   302/302
 balance_list         200/405  200/405  200/405  200/405  404/405   302/405
 budget_create        302/200  302/403  302/200  302/403  404/404   302/302
 budget_delete        302/302  302/403  302/302  302/403  404/404   302/302
 budget_edit          200/200  200/403  200/200  200/403  404/404   302/302
 budget_list          200/405  200/405  200/405  200/405  404/405   302/405
+budget_webhook_rotate 302/200 302/403  302/200  302/403  404/404   302/302
 data_sources         200/405  200/405  200/405  200/405  404/405   302/405
 data_sources_sync    405/302  405/403  405/403  405/403  404/404   302/302
 import_create        405/400  405/400  405/403  405/403  404/404   302/302

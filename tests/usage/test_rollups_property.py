@@ -194,3 +194,22 @@ def test_rollups_always_equal_raw_records_and_what_was_sent() -> None:
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+
+
+@pytest.mark.django_db
+def test_rollups_equal_raw_records_through_the_postgresql_copy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same machine with every batch, however small, taking COPY + staging + INSERT ... ON CONFLICT."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the COPY path exists on PostgreSQL only")
+    monkeypatch.setattr("usage.services.COPY_THRESHOLD", 1)
+    run_state_machine_as_test(
+        RollupMachine,
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -79,3 +79,58 @@ def test_a_natural_key_twice_in_one_batch_keeps_the_later_row() -> None:
     assert result.new == COPY_THRESHOLD + 1 and result.unchanged == 1
     assert UsageRecord.objects.get(organization=org, input_tokens=0).cost == Decimal("9")
     _assert_rollups_equal_raw(org)
+
+
+@pytest.mark.django_db
+def test_fast_row_conversion_stores_exactly_what_the_orm_would_store() -> None:
+    """The bulk writers bypass get_db_prep_save for speed; each column must still match it."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from usage.services import _db_rows
+
+    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    shanghai = timezone.get_fixed_timezone(480)
+    base = {f.attname: None for f in fields}
+    rows = [
+        {
+            **base,
+            "organization_id": 1,
+            "source": "connector",
+            "occurred_at": datetime(2026, 11, 1, 7, 59, 59, 123456, tzinfo=shanghai),
+            "bucket_seconds": 0,
+            "model": "gpt-4o",
+            "input_tokens": 10**12,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "output_tokens": 3,
+            "reasoning_tokens": 0,
+            "requests": 1,
+            "cost": Decimal("49.995818"),
+            "currency": "USD",
+            "cost_source": "provider",
+            "raw_quota": 24997909,
+            "status": "success",
+            "error_code": "",
+            "dedupe_key": "k1",
+        },
+        {
+            **base,
+            "organization_id": 1,
+            "occurred_at": datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+            "cost": Decimal("0.0000000123"),
+            "latency_ms": 812,
+            "project_id": 4,
+            "api_key_id": 9,
+            "dedupe_key": "k2",
+        },
+    ]
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    expected = [
+        [
+            f.get_db_prep_save(now if f.attname == "ingested_at" else row[f.attname], connection)
+            for f in fields
+        ]
+        for row in rows
+    ]
+    assert list(_db_rows(fields, rows, now)) == expected

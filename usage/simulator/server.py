@@ -253,6 +253,9 @@ class ProviderSimulator:
         self._hour_cache: dict[tuple[str, int], tuple[SimEvent, ...]] = {}
         self._hour_totals: dict[tuple[str, int], generator.HourTotals] = {}
         self._log_prefix: dict[str, dict[int, int]] = {}
+        # The last few gateway log windows: a client paging through one window (100 rows a page)
+        # would otherwise rebuild and sort the whole window for every page.
+        self._log_rows_cache: dict[tuple[str, int, int, int], list[_LogRow]] = {}
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -430,6 +433,8 @@ class ProviderSimulator:
         for cache in (self._hour_cache, self._hour_totals):
             for key in [k for k in cache if k[0] == slug]:
                 del cache[key]
+        for window in [k for k in self._log_rows_cache if k[0] == slug]:
+            del self._log_rows_cache[window]
         self._log_prefix.pop(slug, None)
 
     @staticmethod
@@ -651,7 +656,25 @@ class _LogRow:
 
 
 def _log_rows(sim: ProviderSimulator, slug: str, start_ts: int, end_ts: int, now_ts: int) -> list[_LogRow]:
-    """Gateway log rows with ``start_ts <= created_at <= end_ts`` (inclusive, as the gateways filter)."""
+    """Gateway log rows with ``start_ts <= created_at <= end_ts`` (inclusive, as the gateways filter).
+
+    The list is shared with later calls for the same window: callers must not change it.
+    """
+    key = (slug, start_ts, end_ts, now_ts)
+    cached = sim._log_rows_cache.get(key)
+    if cached is not None:
+        return cached
+    rows = _build_log_rows(sim, slug, start_ts, end_ts, now_ts)
+    with sim._lock:
+        if len(sim._log_rows_cache) >= 16:
+            sim._log_rows_cache.clear()
+        sim._log_rows_cache[key] = rows
+    return rows
+
+
+def _build_log_rows(
+    sim: ProviderSimulator, slug: str, start_ts: int, end_ts: int, now_ts: int
+) -> list[_LogRow]:
     account = sim.world.account(slug)
     newapi = account.kind == "newapi"
     rows = [
@@ -674,7 +697,7 @@ def _log_ids(
         return {}
     first_hour = rows[0].ts - rows[0].ts % HOUR
     before = _rows_before(sim, slug, first_hour, now_ts)
-    hour_rows = _log_rows(sim, slug, first_hour, rows[-1].ts, now_ts)
+    hour_rows = _build_log_rows(sim, slug, first_hour, rows[-1].ts, now_ts)
     return {(r.ts, r.seq): before + i + 1 for i, r in enumerate(hour_rows)}
 
 

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import models
 
-from billing.models import AlertPolicy
+from billing.models import AlertPolicy, Budget
 from projects import encryption
 from projects.models import ProviderAccount
 
@@ -13,6 +13,7 @@ from projects.models import ProviderAccount
 ENCRYPTED_COLUMNS: list[tuple[type[models.Model], str]] = [
     (ProviderAccount, "credential_encrypted"),
     (AlertPolicy, "webhook_secret_encrypted"),
+    (Budget, "webhook_secret_encrypted"),
 ]
 
 
