@@ -39,18 +39,30 @@ def private_queue() -> str:
     return f"qb-test-{uuid.uuid4().hex[:12]}"
 
 
-def start_worker(queue: str, *, log_file: Path | None = None) -> subprocess.Popen[str]:
-    """Start ``celery worker`` (solo pool, so the task runs in the process we can SIGKILL) on ``queue``.
+def start_worker(
+    queue: str,
+    *,
+    log_file: Path | None = None,
+    database_url: str | None = None,
+    broker: str | None = None,
+    pool: str = "solo",
+    app: str = "config",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """Start ``celery worker`` on ``queue``: solo pool by default (the task runs in the process we can
+    SIGKILL), ``pool="prefork"`` for one pool child the task may kill.
 
     Output goes to ``log_file`` when given (a file cannot fill up and block the worker like an
-    unread pipe), else to a pipe the caller reads with ``communicate()``.
+    unread pipe), else to a pipe the caller reads with ``communicate()``. ``database_url`` and
+    ``broker`` default to the test database and the test broker.
     """
     env = {
         **os.environ,
-        "DATABASE_URL": worker_database_url(),
-        "CELERY_BROKER_URL": broker_url(),
+        "DATABASE_URL": database_url or worker_database_url(),
+        "CELERY_BROKER_URL": broker or broker_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "QB_VAR_DIR": str(settings.VAR_DIR),
+        **(env or {}),
     }
     out = open(log_file, "a") if log_file else subprocess.PIPE  # noqa: SIM115 (closed below)
     worker = subprocess.Popen(
@@ -59,14 +71,14 @@ def start_worker(queue: str, *, log_file: Path | None = None) -> subprocess.Pope
             "-m",
             "celery",
             "-A",
-            "config",
+            app,
             "worker",
             "-Q",
             queue,
             "-c",
             "1",
             "--pool",
-            "solo",
+            pool,
             "-l",
             "info",
             "--without-gossip",

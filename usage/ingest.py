@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time as clock
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator
@@ -20,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.db.models import Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -42,6 +43,10 @@ INITIAL_BACKFILL = timedelta(days=getattr(settings, "QB_INITIAL_BACKFILL_DAYS", 
 
 ProgressCallback = Callable[[int, int, int], None]
 
+# Pauses (s) between tries of a run's closing writes after the database dropped the connection: a
+# restart (`pg_ctl restart -m fast`) or a failover is back well within these ~15 s.
+DB_RECONNECT_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
 
 class ErrorKind:
     AUTH = "auth"
@@ -50,6 +55,33 @@ class ErrorKind:
     INTERNAL = "internal"
     LEASE = "lease"
     ABANDONED = "abandoned"
+    CRASHED = "crashed"
+    POISON = "poison"
+
+
+# A stream whose last CRASH_LIMIT runs all died with their worker process (os._exit, the OOM killer,
+# a segfault in a parser) is not run again: the next run fails at once and pauses the account, so a
+# poison payload costs at most CRASH_LIMIT pool children and never loops on redelivery.
+CRASH_LIMIT = 3
+
+
+def _reconnecting(write: Callable[[], None]) -> None:
+    """Run ``write``; if the database connection is gone, drop it and try again on a new one.
+
+    Why: a run cut off by a database restart must still release its lease and record its failure,
+    or the task's retry would find the lease taken and skip for LEASE_DURATION. Raises the last
+    error when the database stays away (the task's autoretry on OperationalError takes over).
+    """
+    alias = router.db_for_write(StreamState)
+    for wait in (*DB_RECONNECT_WAITS, None):
+        try:
+            write()
+            return
+        except (OperationalError, InterfaceError):
+            if wait is None or connections[alias].in_atomic_block:
+                raise
+            connections[alias].close()
+            clock.sleep(wait)
 
 
 class LeaseLost(Exception):
@@ -82,14 +114,16 @@ def stream_state(account: ProviderAccount, stream: str) -> StreamState:
 
 
 def lease_acquire(state: StreamState, owner: str, *, now: datetime | None = None) -> bool:
-    """Take the stream's lease if it is free or lapsed; True when this caller now holds it.
+    """Take the stream's lease if it is free, lapsed or already ``owner``'s; True when this caller holds it.
 
-    Compare-and-set: of several workers racing, exactly one UPDATE matches the row.
+    Compare-and-set: of several workers racing, exactly one UPDATE matches the row. A lease held by
+    the same owner is one a task message took before its worker died (owner = the Celery task id,
+    which a requeued or retried message keeps), so the same message may take it back at once.
     """
     now = now or timezone.now()
     taken = (
         StreamState.objects.filter(pk=state.pk)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
         .update(lease_owner=owner, lease_until=now + LEASE_DURATION, last_run_at=now)
     )
     return taken == 1
@@ -106,11 +140,13 @@ def stream_run(
     work: Callable[[Lease], None],
     window_start: datetime | None = None,
     window_end: datetime | None = None,
+    owner: str | None = None,
 ) -> IngestRun:
     """Run ``work`` under the stream's lease and return the finished IngestRun (never raises ProviderError).
 
     The run ends "skipped" when another worker holds the lease, "failed" with a redacted error and
-    an ``error_kind`` the task uses to decide on a retry, or "success".
+    an ``error_kind`` the task uses to decide on a retry, or "success". ``owner`` names the lease
+    holder (tasks pass their task id, see lease_acquire); by default a fresh id.
     """
     secret = account.get_credential()
     run = IngestRun.objects.create(
@@ -121,7 +157,7 @@ def stream_run(
         window_end=window_end,
     )
     state = stream_state(account, stream)
-    owner = uuid.uuid4().hex
+    owner = owner or uuid.uuid4().hex
     if not lease_acquire(state, owner):
         run.status = RunStatus.SKIPPED
         run.error = "skipped: another run of this stream is in progress"
@@ -143,7 +179,14 @@ def stream_run(
     kind = ""
     message = ""
     try:
-        work(lease)
+        if _crashed_too_often(account, stream, run):
+            kind = ErrorKind.POISON
+            message = (
+                f"stopped: the worker process died in each of the last {CRASH_LIMIT} runs of this "
+                "stream; the account is paused until someone checks it and runs it again"
+            )
+        else:
+            work(lease)
     except AuthError as exc:
         kind, message = ErrorKind.AUTH, redact(str(exc), secret)
     except TransientProviderError as exc:
@@ -152,13 +195,19 @@ def stream_run(
         kind, message = ErrorKind.PROVIDER, redact(str(exc), secret)
     except LeaseLost as exc:
         kind, message = ErrorKind.LEASE, str(exc)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-run (restart, failover): what committed stays, the chunk in
+        # flight rolled back; retrying later is the cure, as for a provider 5xx.
+        kind, message = ErrorKind.TRANSIENT, f"database connection lost ({type(exc).__name__}); retried"
     except Exception as exc:
         # Unexpected: keep the type only; the traceback could quote a request.
         kind, message = ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}"
         logger.error("ingest of account %s stream %s crashed: %s", account.pk, stream, type(exc).__name__)
     finally:
-        lease_release(state, owner)
-    _finish(run=run, state=state, account=account, stream=stream, kind=kind, message=message)
+        _reconnecting(lambda: lease_release(state, owner))
+    _reconnecting(
+        lambda: _finish(run=run, state=state, account=account, stream=stream, kind=kind, message=message)
+    )
     return run
 
 
@@ -175,8 +224,9 @@ def _finish(
             last_error=run.error, last_error_at=now, consecutive_failures=state.consecutive_failures + 1
         )
         logger.warning("ingest of account %s stream %s failed (%s): %s", account.pk, stream, kind, run.error)
-        if kind == ErrorKind.AUTH:
-            # Stop polling this account until someone fixes the credential; the page says why.
+        if kind in {ErrorKind.AUTH, ErrorKind.POISON}:
+            # Stop polling this account until someone fixes the credential (or looks at what kills
+            # the worker); the page says why. "Run now" still runs it, and a success resumes it.
             ProviderAccount.objects.filter(pk=account.pk).update(
                 status=AccountStatus.NEEDS_ATTENTION, status_message=f"{stream}: {run.error}"[:500]
             )
@@ -192,6 +242,55 @@ def _finish(
             )
             account.status = AccountStatus.ACTIVE
     run.save()
+
+
+def _crashed_too_often(account: ProviderAccount, stream: str, run: IngestRun) -> bool:
+    """True when the stream's last CRASH_LIMIT runs before ``run`` all died with their worker."""
+    recent = list(
+        IngestRun.objects.filter(provider_account=account, stream=stream, pk__lt=run.pk)
+        .exclude(status=RunStatus.SKIPPED)
+        .order_by("-pk")
+        .values_list("error_kind", flat=True)[:CRASH_LIMIT]
+    )
+    return len(recent) == CRASH_LIMIT and all(
+        kind in {ErrorKind.CRASHED, ErrorKind.ABANDONED} for kind in recent
+    )
+
+
+def stream_run_crashed(*, account_id: int, stream: str, owner: str, reason: str) -> IngestRun | None:
+    """Close the run whose worker process died holding the lease ``owner``; returns it, or None.
+
+    Called by the worker's main process when a pool child died mid-task (WorkerLostError): the run
+    is failed "crashed" with ``reason`` and the lease freed at once instead of after LEASE_DURATION.
+    None when that task held no lease (it died before taking it, or after releasing it).
+    """
+    with transaction.atomic():
+        state = (
+            StreamState.objects.select_for_update()
+            .filter(provider_account_id=account_id, stream=stream, lease_owner=owner)
+            .first()
+        )
+        if state is None:
+            return None
+        run = (
+            IngestRun.objects.filter(provider_account_id=account_id, stream=stream, status=RunStatus.RUNNING)
+            .order_by("-pk")
+            .first()
+        )
+        now = timezone.now()
+        if run is not None:
+            run.status, run.error_kind, run.finished_at = RunStatus.FAILED, ErrorKind.CRASHED, now
+            run.error = f"crashed: the worker process died running this ingest ({reason})"[:500]
+            run.save(update_fields=["status", "error_kind", "error", "finished_at"])
+        StreamState.objects.filter(pk=state.pk).update(
+            lease_owner="",
+            lease_until=None,
+            last_error=(run.error if run else reason)[:500],
+            last_error_at=now,
+            consecutive_failures=state.consecutive_failures + 1,
+        )
+    logger.warning("ingest of account %s stream %s crashed: %s", account_id, stream, reason)
+    return run
 
 
 def _chunks(start: datetime, end: datetime, size: timedelta) -> Iterator[tuple[datetime, datetime]]:
@@ -214,6 +313,7 @@ def usage_ingest_window(
     refresh_rollups: bool = True,
     connector: Connector | None = None,
     progress: ProgressCallback | None = None,
+    lease_owner: str | None = None,
 ) -> IngestRun:
     """Fetch and store the account's usage for [start, end) and return the run.
 
@@ -240,7 +340,9 @@ def usage_ingest_window(
             if own:
                 connector.close()
 
-    return stream_run(account=account, stream=Stream.USAGE, work=work, window_start=start, window_end=end)
+    return stream_run(
+        account=account, stream=Stream.USAGE, work=work, window_start=start, window_end=end, owner=lease_owner
+    )
 
 
 @dataclass
@@ -342,7 +444,11 @@ def _store_chunk(lease: Lease, connector: Connector, fetched: _FetchedChunk, ref
 
 
 def usage_ingest_account(
-    *, account: ProviderAccount, now: datetime | None = None, refresh_rollups: bool = True
+    *,
+    account: ProviderAccount,
+    now: datetime | None = None,
+    refresh_rollups: bool = True,
+    lease_owner: str | None = None,
 ) -> IngestRun:
     """Ingest from the stream's cursor minus the connector's overlap up to now and return the run.
 
@@ -353,7 +459,9 @@ def usage_ingest_account(
     overlap = connector_class(account.kind).overlap
     cursor = stream_state(account, Stream.USAGE).cursor_at
     start = (min(cursor, now) - overlap) if cursor else now - INITIAL_BACKFILL
-    return usage_ingest_window(account=account, start=start, end=now, refresh_rollups=refresh_rollups)
+    return usage_ingest_window(
+        account=account, start=start, end=now, refresh_rollups=refresh_rollups, lease_owner=lease_owner
+    )
 
 
 def _adjustment_at(day: date) -> datetime:
@@ -468,6 +576,7 @@ __all__ = [
     "lease_release",
     "local_day",
     "stream_run",
+    "stream_run_crashed",
     "stream_state",
     "usage_ingest_account",
     "usage_ingest_window",

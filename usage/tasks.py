@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from functools import partial
 
+from billiard.exceptions import WorkerLostError
 from celery import shared_task
+from celery.signals import task_failure
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from projects.models import AccountStatus, Organization, ProviderAccount
@@ -18,7 +20,17 @@ from .providers.http import TransientProviderError
 from .providers.registry import connector_class
 
 
-@shared_task(acks_late=True, soft_time_limit=600, time_limit=660)
+# A database restart mid-rebuild rolls the transaction back; the retry recomputes from raw records.
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=3,
+    soft_time_limit=600,
+    time_limit=660,
+)
 def rebuild_rollups(organization_id: int, since_iso: str | None = None) -> int:
     """Recompute an organization's rollups from raw records; returns daily rows written. Idempotent."""
     organization = Organization.objects.get(pk=organization_id)
@@ -44,7 +56,7 @@ class TransientIngestError(TransientProviderError):
 
 @shared_task(
     acks_late=True,
-    autoretry_for=(TransientIngestError, OperationalError),
+    autoretry_for=(TransientIngestError, OperationalError, InterfaceError),
     retry_backoff=30,
     retry_backoff_max=600,
     retry_jitter=True,
@@ -60,11 +72,16 @@ def ingest_account_usage(account_id: int, since_iso: str | None = None, until_is
     account = ProviderAccount.objects.select_related("organization").filter(pk=account_id).first()
     if account is None:
         return "missing"
+    # The lease is held in this message's name, so the worker's main process can free it if the
+    # pool child dies (on_worker_lost below) and a requeued copy of this message can take it back.
+    owner = ingest_account_usage.request.id
     if since_iso:
         end = datetime.fromisoformat(until_iso) if until_iso else timezone.now()
-        run = ingest.usage_ingest_window(account=account, start=datetime.fromisoformat(since_iso), end=end)
+        run = ingest.usage_ingest_window(
+            account=account, start=datetime.fromisoformat(since_iso), end=end, lease_owner=owner
+        )
     else:
-        run = ingest.usage_ingest_account(account=account)
+        run = ingest.usage_ingest_account(account=account, lease_owner=owner)
     if run.status == RunStatus.FAILED and run.error_kind == ingest.ErrorKind.TRANSIENT:
         raise TransientIngestError(run.error)
     if run.status == RunStatus.SUCCESS and (run.rows_new or run.rows_updated):
@@ -74,6 +91,27 @@ def ingest_account_usage(account_id: int, since_iso: str | None = None, until_is
 
         transaction.on_commit(partial(evaluate_alerts.delay, account.organization_id))
     return str(run.status)
+
+
+@task_failure.connect(sender=ingest_account_usage)
+def on_worker_lost(
+    sender: object = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: tuple[object, ...] | None = None,
+    **kwargs: object,
+) -> None:
+    """In the worker's main process: a pool child died running an ingest (os._exit, OOM kill).
+
+    Celery acks the message (task_reject_on_worker_lost is off), so nothing would ever close the
+    run: record it as "crashed" with Celery's reason and free the lease now. After CRASH_LIMIT
+    such runs in a row the stream stops being run (see ingest.CRASH_LIMIT).
+    """
+    if not isinstance(exception, WorkerLostError) or not task_id or not args:
+        return
+    ingest.stream_run_crashed(
+        account_id=int(str(args[0])), stream=Stream.USAGE, owner=task_id, reason=str(exception)[:200]
+    )
 
 
 def due_accounts(*, stream: str, default_minutes: int, now: datetime) -> list[ProviderAccount]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,15 +41,19 @@ WAIT_SECONDS = 600
 
 
 class Worker:
-    def __init__(self, queue: str, log: Path) -> None:
-        self.queue, self.log = queue, log
+    """A worker subprocess on ``queue``; ``options`` go to start_worker (database, broker, pool)."""
+
+    def __init__(self, queue: str, log: Path, **options: Any) -> None:
+        self.queue, self.log, self.options = queue, log, options
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        self.process = start_worker(self.queue, log_file=self.log)
+        self.process = start_worker(self.queue, log_file=self.log, **self.options)
 
-    def output(self) -> str:
-        return self.log.read_text()[-4000:] if self.log.exists() else ""
+    def output(self, limit: int | None = 4000) -> str:
+        """The worker's log (its last ``limit`` characters, or all of it)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return text[-limit:] if limit else text
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no ack, a transaction cut off mid-flight."""
@@ -65,8 +70,8 @@ class Worker:
                 self.process.kill()
                 self.process.wait(timeout=30)
 
-    def wait_until(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_SECONDS
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
         while not condition():
             assert self.process is not None
             if self.process.poll() is not None:
@@ -77,8 +82,8 @@ class Worker:
 
 
 @contextmanager
-def running_worker(tmp_path: Path) -> Iterator[Worker]:
-    worker = Worker(private_queue(), tmp_path / "worker.log")
+def running_worker(tmp_path: Path, **options: Any) -> Iterator[Worker]:
+    worker = Worker(private_queue(), tmp_path / "worker.log", **options)
     worker.start()
     try:
         yield worker
@@ -88,7 +93,7 @@ def running_worker(tmp_path: Path) -> Iterator[Worker]:
 
 def enqueue_ingest(worker: Worker, account: ProviderAccount, start: datetime, end: datetime) -> None:
     """Send the task as beat/"run now" would, by id and ISO bounds only (no credential in arguments)."""
-    with celery_app.connection_for_write(broker_url()) as conn:
+    with celery_app.connection_for_write(worker.options.get("broker") or broker_url()) as conn:
         ingest_account_usage.apply_async(
             args=[account.pk, start.isoformat(), end.isoformat()], queue=worker.queue, connection=conn
         )
