@@ -856,3 +856,20 @@ def test_simulate_providers_command_serves_until_interrupted() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_balance_read_at_a_moving_clock_equals_a_fresh_simulators_balance() -> None:
+    """Remembered hour sums must not leak across clock moves, backwards included, or revisions."""
+    clock = SimClock(NOW - timedelta(days=20))
+    moving = ProviderSimulator(clock=clock, anchor=NOW.date())
+    moments = [NOW - timedelta(days=20), NOW - timedelta(days=3, hours=5), NOW - timedelta(days=11), NOW]
+    for moment in moments:
+        clock.set(moment)
+        fresh = ProviderSimulator(clock=SimClock(moment), anchor=NOW.date())
+        assert moving.balance("reseller") == fresh.balance("reseller")
+    moving.revise("reseller", NOW - timedelta(days=4), "2")
+    clock.set(NOW)
+    revised = ProviderSimulator(clock=SimClock(NOW), anchor=NOW.date())
+    revised.revise("reseller", NOW - timedelta(days=4), "2")
+    assert moving.balance("reseller") == revised.balance("reseller")
+    assert revised.balance("reseller") != fresh.balance("reseller")

@@ -13,6 +13,7 @@ Tests steer it with faults (``inject``), provider revisions (``revise``), duplic
 from __future__ import annotations
 
 import base64
+import bisect
 import gzip
 import json
 import re
@@ -253,6 +254,8 @@ class ProviderSimulator:
         self._hour_cache: dict[tuple[str, int], tuple[SimEvent, ...]] = {}
         self._hour_totals: dict[tuple[str, int], generator.HourTotals] = {}
         self._log_prefix: dict[str, dict[int, int]] = {}
+        self._totals_prefix: dict[str, dict[int, tuple[int, int, Decimal]]] = {}
+        self._totals_hours: dict[str, list[int]] = {}
         # The last few gateway log windows: a client paging through one window (100 rows a page)
         # would otherwise rebuild and sort the whole window for every page.
         self._log_rows_cache: dict[tuple[str, int, int, int], list[_LogRow]] = {}
@@ -436,6 +439,8 @@ class ProviderSimulator:
         for window in [k for k in self._log_rows_cache if k[0].split("|")[0] == slug]:
             del self._log_rows_cache[window]
         self._log_prefix.pop(slug, None)
+        self._totals_prefix.pop(slug, None)
+        self._totals_hours.pop(slug, None)
 
     @staticmethod
     def _hour_of(value: datetime) -> int:
@@ -488,17 +493,27 @@ class ProviderSimulator:
         return totals
 
     def _totals_until(self, slug: str, now_ts: int) -> tuple[int, int, Decimal]:
-        """(successful requests, quota, cost) from opening up to now."""
-        requests = quota = 0
-        cost = Decimal(0)
-        hour = self.opened_ts
+        """(successful requests, quota, cost) from opening up to now.
+
+        Sums of whole hours are remembered per hour start, so reading the balance at each step of
+        a moving clock adds only the hours since the last reading.
+        """
         current = now_ts - now_ts % HOUR
-        while hour < current:
-            totals = self._totals(slug, hour)
-            requests += totals.requests
-            quota += totals.quota
-            cost += totals.cost
-            hour += HOUR
+        with self._lock:
+            prefix = self._totals_prefix.setdefault(slug, {})
+            known = self._totals_hours.setdefault(slug, [])  # prefix's keys, sorted
+            position = bisect.bisect_right(known, current)
+            hour = known[position - 1] if position else self.opened_ts
+            requests, quota, cost = prefix.get(hour, (0, 0, Decimal(0)))
+            while hour < current:
+                totals = self._totals(slug, hour)
+                requests += totals.requests
+                quota += totals.quota
+                cost += totals.cost
+                hour += HOUR
+                if hour not in prefix:
+                    prefix[hour] = (requests, quota, cost)
+                    bisect.insort(known, hour)
         for event in self._hour(slug, current):
             if event.status == "success" and self._visible(event, now_ts):
                 requests += event.requests

@@ -204,6 +204,21 @@ class Command(BaseCommand):
         """Read each balance every 12 hours of the period by moving the simulator's clock."""
         readable = [a for a in accounts if connector_class(a.kind).has_balance]
         connectors = {a.pk: self._connector(a, sim) for a in readable}
+        # One transaction for the whole history: a commit per snapshot was most of this step.
+        with transaction.atomic():
+            self._balance_history(readable, connectors, sim, start, now)
+        self.stdout.write(
+            f"  balance snapshots: {BalanceSnapshot.objects.filter(provider_account__in=readable).count():,}"
+        )
+
+    def _balance_history(
+        self,
+        readable: list[ProviderAccount],
+        connectors: dict[int, Any],
+        sim: SimulatorProcess,
+        start: datetime,
+        now: datetime,
+    ) -> None:
         try:
             moment = start
             while moment <= now:
@@ -223,9 +238,6 @@ class Command(BaseCommand):
         finally:
             for connector in connectors.values():
                 connector.close()
-        self.stdout.write(
-            f"  balance snapshots: {BalanceSnapshot.objects.filter(provider_account__in=readable).count():,}"
-        )
 
     def _topups(self, accounts: list[ProviderAccount], sim: SimulatorProcess, now: datetime) -> None:
         """New API top-ups come through the connector; the others from the simulator's own history."""
