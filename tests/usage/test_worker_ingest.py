@@ -143,6 +143,20 @@ def gateway_stat_quota(sim: ProviderSimulator, slug: str, start: datetime, end: 
     return int(body["data"]["quota"])
 
 
+def assert_stored_reseller_window_is_exact(
+    sim: ProviderSimulator, account: ProviderAccount, start: datetime, end: datetime, expected_rows: int
+) -> None:
+    """Rows, per-day × model totals and rollups match the simulator; Σquota equals the gateway's own
+    stat endpoint and Σcost = Σquota / quota_per_unit exactly: nothing lost, nothing counted twice."""
+    records = UsageRecord.objects.filter(provider_account=account)
+    assert records.count() == expected_rows
+    assert_matches_oracle(sim, account, start, end)
+    assert_rollups_match_records(account)
+    sums = records.filter(status="success").aggregate(q=Sum("raw_quota"), c=Sum("cost"))
+    assert sums["q"] == gateway_stat_quota(sim, "reseller", start, end)
+    assert sums["c"] == Decimal(sums["q"]) / Decimal(account.quota_per_unit)
+
+
 def snapshot(accounts: list[ProviderAccount]) -> list[tuple[object, ...]]:
     return list(
         UsageRecord.objects.filter(provider_account__in=accounts)
@@ -264,11 +278,4 @@ def test_sigkill_mid_backfill_then_a_rerun_stores_the_same_totals_without_duplic
     assert killed.finished_at is not None
     assert rerun.rows_new + rerun.rows_unchanged + rerun.rows_updated == expected_rows
     assert rerun.rows_new == expected_rows - partial
-    records = UsageRecord.objects.filter(provider_account=account)
-    assert records.count() == expected_rows
-    assert_matches_oracle(simulator, account, start, end)
-    assert_rollups_match_records(account)
-    # The gateway's own stat endpoint agrees: Σquota, and Σcost = Σquota / quota_per_unit exactly.
-    sums = records.filter(status="success").aggregate(q=Sum("raw_quota"), c=Sum("cost"))
-    assert sums["q"] == gateway_stat_quota(simulator, "reseller", start, end)
-    assert sums["c"] == Decimal(sums["q"]) / Decimal(account.quota_per_unit)
+    assert_stored_reseller_window_is_exact(simulator, account, start, end, expected_rows)

@@ -8,7 +8,6 @@ the Celery ingest keeps its connector in-process (one account's reading is not C
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..child_process import spawn_child, stop_child
 from .base import AccountConfig, Connector, CostLine, UsagePage
 
 START_TIMEOUT = 60.0  # seconds for the child to import Django and build the connector
@@ -71,12 +71,7 @@ class ConnectorProcess:
         self._ready = False
 
     def start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # not fork: the parent holds DB connections
-        parent_end, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end,), daemon=True)
-        self._process.start()
-        child_end.close()
-        self._conn = parent_end
+        self._conn, self._process = spawn_child(_serve)
 
     def connector(self, config: AccountConfig) -> RemoteConnector:
         return RemoteConnector(self, config)
@@ -96,17 +91,8 @@ class ConnectorProcess:
         return payload
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(BrokenPipeError, OSError):  # the child already exited
-                self._conn.send(("stop", None, None, None))
-            self._conn.close()
-            self._conn = None
-        if self._process is not None:
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(timeout=5)
-            self._process = None
+        stop_child(self._conn, self._process, ("stop", None, None, None))
+        self._conn, self._process = None, None
 
 
 class RemoteConnector(Connector):

@@ -8,13 +8,13 @@ while the reader parses and writes, which roughly halves the time ``seed_demo`` 
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 from datetime import datetime
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
+from ..child_process import spawn_child, stop_child
 from .generator import SimTopUp
 from .server import ProviderSimulator, SimClock
 
@@ -67,15 +67,7 @@ class SimulatorProcess:
 
     def start_async(self) -> None:
         """Start the child without waiting for it (it warms up while the caller does other work)."""
-        # spawn, not fork: the parent holds database connections and possibly threads.
-        context = multiprocessing.get_context("spawn")
-        parent_end, child_end = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(child_end, self.seed, self.now, self.warm), daemon=True
-        )
-        self._process.start()
-        child_end.close()
-        self._conn = parent_end
+        self._conn, self._process = spawn_child(_serve, self.seed, self.now, self.warm)
 
     def wait_ready(self) -> str:
         """Block until the child serves and return its base URL."""
@@ -114,17 +106,8 @@ class SimulatorProcess:
         return detail
 
     def stop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(BrokenPipeError, OSError):  # the child already exited
-                self._conn.send(("stop", None))
-            self._conn.close()
-            self._conn = None
-        if self._process is not None:
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(timeout=5)
-            self._process = None
+        stop_child(self._conn, self._process, ("stop", None))
+        self._conn, self._process = None, None
 
     def __enter__(self) -> SimulatorProcess:
         if not self.base_url:
