@@ -75,9 +75,11 @@ class Command(BaseCommand):
             return
         if connection.vendor == "sqlite":
             # The demo database is disposable (a crash mid-seed is undone with --reset), so skip the
-            # fsync SQLite makes at each WAL checkpoint: on a VM disk that was a third of the write time.
+            # fsync SQLite makes at each WAL checkpoint (a third of the write time on a VM disk), and
+            # give this one connection a page cache that holds the whole seeded database (~110 MB).
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA synchronous=OFF")
+                cursor.execute("PRAGMA cache_size=-524288")
         now = timezone.now().replace(microsecond=0)
         start = now - timedelta(days=options["days"])
         # Started first: the child generates the world's history while the users are created.
@@ -90,7 +92,10 @@ class Command(BaseCommand):
         try:
             org, accounts = self._tenancy(options["password"], options["simulator_url"].rstrip("/"))
             sim.wait_ready()
-            rows = self._usage(accounts, sim, readers, start, now)
+            # One transaction around every account's chunks: each index page reaches the WAL once
+            # instead of once per chunk. All or nothing, like the seed itself.
+            with transaction.atomic():
+                rows = self._usage(accounts, sim, readers, start, now)
             self.stdout.write("Rebuilding rollups…")
             rollup_rebuild(organization=org)
             self._balances(accounts, sim, start, now)
