@@ -97,6 +97,16 @@ class Figure:
         )
 
 
+class _Figures(list[Figure]):
+    """The run's figures; each is also printed as soon as it is measured, so a run stopped early
+    (a 10M run takes about an hour on a shared 2-core machine) still leaves what it got in its log."""
+
+    def append(self, figure: Figure) -> None:
+        super().append(figure)
+        ratio = f" ({figure.ratio:.2f}x {figure.baseline_name})" if figure.ratio is not None else ""
+        print(f"  measured {figure.name}: {figure.value:,.1f} {figure.unit}{ratio}", flush=True)
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     result = fn()
@@ -509,7 +519,7 @@ def _print(figures: list[Figure]) -> None:
 def main() -> None:
     print(f"Quotaboard bench: {ROWS:,} usage records in throwaway PostgreSQL database {DB_NAME}")
     _setup_django()
-    figures: list[Figure] = []
+    figures: list[Figure] = _Figures()
     try:
         end = datetime.now(UTC)
         world = _build_world()
