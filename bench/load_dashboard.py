@@ -97,7 +97,7 @@ def login(http: httpx.Client, base: str) -> None:
 
 
 def user_loop(
-    n: int, base: str, targets: list[Target], canary: str, deadline: float, tally: Tally
+    n: int, users: int, base: str, targets: list[Target], canary: str, deadline: float, tally: Tally
 ) -> None:
     with httpx.Client(timeout=60, follow_redirects=False) as http:
         try:
@@ -105,7 +105,7 @@ def user_loop(
         except Exception as exc:  # noqa: BLE001 (a failed login is a reported failure, not a crash)
             tally.add("login", 0.0, 0, False, repr(exc))
             return
-        i = n  # each user starts at another URL, so all URLs are hit at once
+        i = n * len(targets) // users  # users start spread over the list, so all URLs are hit at once
         while time.monotonic() < deadline:
             label, path, htmx = targets[i % len(targets)]
             i += 1
@@ -120,8 +120,14 @@ def user_loop(
             tally.add(label, elapsed, response.status_code, canary in response.text, response.text[:120])
 
 
-def seed_canary_org(canary: str, days: int) -> None:
-    """A second organization whose every name carries ``canary``, with usage in the demo's days."""
+def seed_canary_org(canary: str, days: int) -> Any:
+    """A second organization whose every name carries ``canary``, with usage in the demo's days.
+
+    Returns its admin user, for the positive control (the canary is on that org's own pages).
+    """
+    from django.contrib.auth.models import User
+
+    from projects.models import Membership, Role
     from django.utils import timezone
 
     from projects.models import ApiKey, Organization, Project, ProviderAccount
@@ -131,7 +137,11 @@ def seed_canary_org(canary: str, days: int) -> None:
     org = Organization.objects.create(name=f"Org {canary}", slug=canary, timezone="UTC", currency="USD")
     project = Project.objects.create(organization=org, name=f"Project {canary}", slug=f"{canary}-p")
     account = ProviderAccount(
-        organization=org, kind="newapi", name=f"Account {canary}", slug=f"{canary}-a", base_url="http://127.0.0.1:9"
+        organization=org,
+        kind="newapi",
+        name=f"Account {canary}",
+        slug=f"{canary}-a",
+        base_url="http://127.0.0.1:9",
     )
     account.set_credential("sk-canary-credential-0000")
     account.save()
@@ -161,6 +171,20 @@ def seed_canary_org(canary: str, days: int) -> None:
         for hour in range(0, 24, 3)
     ]
     usage_rows_upsert(organization=org, rows=rows, account=account)
+    user = User.objects.create_user(f"{canary}-admin")
+    Membership.objects.create(organization=org, user=user, role=Role.ADMIN)
+    return user
+
+
+def canary_visible_to_its_own_org(canary: str, user: Any) -> bool:
+    """Positive control: the canary org's own overview and explorer show the canary names."""
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    pages = [reverse("overview", args=[canary]), reverse("usage_explorer", args=[canary]) + "?preset=30d"]
+    return all(canary.encode() in client.get(page).content for page in pages)
 
 
 def build_targets() -> tuple[list[Target], Any]:
@@ -209,6 +233,15 @@ def build_targets() -> tuple[list[Target], Any]:
     project_page = reverse("project_detail", args=[org.slug, project.slug])
     key_page = reverse("key_detail", args=[org.slug, key.public_id])
     targets.append(("explorer body", f"{explorer}?preset=30d", True))
+    # The other htmx partials the templates fetch with hx-get (grep hx-get templates/).
+    review = reverse("month_review_month", args=[org.slug, month])
+    targets.append(("month review body", review, True))
+    budgets = reverse("budget_list", args=[org.slug])
+    targets.append(("budget panel", f"{budgets}?panel=budgets&month={month}", True))
+    sources = reverse("data_sources", args=[org.slug])
+    targets.append(("data source card", f"{sources}?account={account.slug}", True))
+    targets.append(("import card", reverse("import_detail", args=[org.slug, job.public_id]), True))
+    targets.append(("panel errors, errors only", f"{explorer}?preset=30d&panel=errors&status=error", True))
     for panel in PANELS:
         targets.append((f"panel {panel}", f"{explorer}?preset=30d&panel={panel}", True))
         targets.append((f"project panel {panel}", f"{project_page}?preset=30d&panel={panel}", True))
@@ -231,10 +264,16 @@ def count_queries(targets: list[Target], admin: Any, canary: str) -> tuple[dict[
         headers = {"HX-Request": "true"} if htmx else {}
         with CaptureQueriesContext(connection) as ctx:
             response = client.get(path, headers=headers)
+            # Exports stream: their queries run while the body is read, so read it inside the count.
+            body = (
+                b"".join(response.streaming_content)  # type: ignore[arg-type]
+                if response.streaming
+                else response.content
+            )
         counts[label] = len(ctx.captured_queries)
         if response.status_code != 200:
             problems.append(f"{label}: in-process {response.status_code}")
-        elif canary.encode() in response.content:
+        elif canary.encode() in body:
             problems.append(f"{label}: in-process body contains the canary")
     return counts, problems
 
@@ -250,7 +289,13 @@ def main() -> int:
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="qb-load-dashboard-"))
-    env = {**os.environ, "QB_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = {
+        **os.environ,
+        "QB_VAR_DIR": str(var),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        # Pages are measured, not their static files (which the run never fetches): no collectstatic.
+        "QB_COLLECTSTATIC": "0",
+    }
     env.setdefault("DATABASE_URL", f"sqlite:///{var / 'load.sqlite3'}")
     os.environ.update(env)
     t0 = time.monotonic()
@@ -269,7 +314,8 @@ def main() -> int:
     from django.db import connections
 
     canary = f"qb-canary-{uuid.uuid4().hex[:12]}"
-    seed_canary_org(canary, args.days)
+    canary_admin = seed_canary_org(canary, args.days)
+    control = canary_visible_to_its_own_org(canary, canary_admin)
     targets, admin = build_targets()
     idle, problems_before = count_queries(targets, admin, canary)
     connections.close_all()  # SQLite: let the server's threads write sessions without our open handle
@@ -295,7 +341,7 @@ def main() -> int:
         started = time.monotonic()
         deadline = started + args.seconds
         threads = [
-            threading.Thread(target=user_loop, args=(n, base, targets, canary, deadline, tally))
+            threading.Thread(target=user_loop, args=(n, args.users, base, targets, canary, deadline, tally))
             for n in range(args.users)
         ]
         for thread in threads:
@@ -316,7 +362,9 @@ def main() -> int:
             f"database: {connections['default'].vendor}; {args.users} users × {args.seconds:.0f} s; "
             f"{len(targets)} URLs; demo history {args.days} days; canary {canary}"
         )
-        print(f"{'url':<28} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'err':>4} {'canary':>6} {'q idle':>6} {'q after':>7}")
+        print(
+            f"{'url':<28} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'err':>4} {'canary':>6} {'q idle':>6} {'q after':>7}"
+        )
         for label, path, _htmx in targets:
             values = tally.latencies.get(label, [])
             print(
@@ -333,6 +381,7 @@ def main() -> int:
             "every URL answered (in-process, before and after)": not problems_before and not problems_after,
             "0 errors under load": errors == 0 and "login" not in tally.latencies,
             f"p95 ≤ {args.p95_ms:.0f} ms": p95 * 1000 <= args.p95_ms,
+            "the canary org's own pages show the canary (the check can see a leak)": control,
             "no body contains the canary": not tally.canary_hits,
             "SQL queries per URL after load = idle": idle == after,
         }
