@@ -287,6 +287,14 @@ def main() -> int:
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="qb-load-dashboard-"))
+    try:
+        return run(args, var)
+    finally:
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, var: Path) -> int:
+    """Seed, measure and print; returns the exit status (0 when every check held)."""
     env = {
         **os.environ,
         "QB_VAR_DIR": str(var),
@@ -390,7 +398,6 @@ def main() -> int:
         ok = all(checks.values())
     finally:
         connections.close_all()
-        shutil.rmtree(var, ignore_errors=True)
     return 0 if ok else 1
 
 
