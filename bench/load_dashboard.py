@@ -23,6 +23,7 @@ CaptureQueriesContext) before and after the load, are equal.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -71,8 +72,9 @@ class Tally:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (so with few samples the p95 is the slowest, never below the p50)."""
     ordered = sorted(values)
-    return ordered[int(q * (len(ordered) - 1))] if ordered else 0.0
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
 
 
 def free_port() -> int:
