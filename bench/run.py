@@ -30,7 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
-DB_NAME = f"qb_bench_{os.getpid()}"
+# BENCH_REUSE_DB=<name>: time the dashboard again on a database kept by an earlier run (BENCH_KEEP=1),
+# without re-ingesting (a 10M-row ingest takes about an hour on two cores).
+REUSE_DB = os.environ.get("BENCH_REUSE_DB", "")
+DB_NAME = REUSE_DB or f"qb_bench_{os.getpid()}"
 CHUNK = 50_000
 MODELS = [
     ("gpt-4o", Decimal("2.5"), Decimal("10")),
@@ -48,8 +51,9 @@ ORGS = [("bench-a", "UTC"), ("bench-b", "America/New_York"), ("bench-c", "Asia/S
 def _setup_django() -> None:
     import psycopg
 
-    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    if not REUSE_DB:
+        with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     os.environ["DATABASE_URL"] = f"{PG_URL}/{DB_NAME}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("QB_VAR_DIR", tempfile.mkdtemp(prefix="qb-bench-"))
@@ -69,7 +73,7 @@ def _drop_database() -> None:
     from django.db import connections
 
     connections.close_all()
-    if os.environ.get("BENCH_KEEP"):
+    if os.environ.get("BENCH_KEEP") or REUSE_DB:
         print(f"kept database {DB_NAME}")
         return
     with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
@@ -125,6 +129,26 @@ class World:
     accounts: list[Any]
     keys: dict[int, list[str]]
     users: list[Any]
+
+
+def _existing_world() -> World:
+    """The orgs, accounts and users a kept bench database holds (BENCH_REUSE_DB)."""
+    from django.contrib.auth.models import User
+
+    from projects.models import ApiKey, Organization, ProviderAccount
+
+    orgs = [Organization.objects.get(slug=slug) for slug, _ in ORGS]
+    return World(
+        orgs,
+        [ProviderAccount.objects.get(organization=org, slug="openai") for org in orgs],
+        {
+            org.pk: list(
+                ApiKey.objects.filter(organization=org).order_by("name").values_list("name", flat=True)
+            )
+            for org in orgs
+        },
+        [User.objects.get(username=f"{org.slug}-admin") for org in orgs],
+    )
 
 
 def _build_world() -> World:
@@ -517,13 +541,21 @@ def _print(figures: list[Figure]) -> None:
 
 
 def main() -> None:
-    print(f"Quotaboard bench: {ROWS:,} usage records in throwaway PostgreSQL database {DB_NAME}")
+    if REUSE_DB:
+        print(f"Quotaboard bench: dashboard figures only, on the kept database {DB_NAME}")
+    else:
+        print(f"Quotaboard bench: {ROWS:,} usage records in throwaway PostgreSQL database {DB_NAME}")
     _setup_django()
     figures: list[Figure] = _Figures()
     try:
-        end = datetime.now(UTC)
-        world = _build_world()
-        bench_ingest(world, figures, end)
+        if REUSE_DB:
+            from usage.models import UsageRecord
+
+            world = _existing_world()
+            print(f"  {UsageRecord.objects.count():,} usage records stored")
+        else:
+            world = _build_world()
+            bench_ingest(world, figures, datetime.now(UTC))
         bench_dashboard(world, figures)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         figures.append(Figure("peak RSS of the bench process", rss_mb, "MB"))
@@ -531,10 +563,13 @@ def main() -> None:
         _drop_database()
     _print(figures)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{ROWS}.json"
+    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{'reuse-' + DB_NAME if REUSE_DB else ROWS}.json"
     out.write_text(
         json.dumps(
-            {"rows": ROWS, "figures": [f.__dict__ | {"ratio": f.ratio} for f in figures]},
+            {
+                "rows": DB_NAME if REUSE_DB else ROWS,
+                "figures": [f.__dict__ | {"ratio": f.ratio} for f in figures],
+            },
             indent=2,
             default=str,
         )
