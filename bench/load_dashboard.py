@@ -1,7 +1,7 @@
 """L1 load_dashboard: concurrent signed-in users on every dashboard page and htmx panel.
 
 Not part of the test run (bounded by --seconds). Usage (from the repository root):
-    .venv/bin/python -m bench.load_dashboard [--users 20] [--seconds 60] [--days 30]
+    .venv/bin/python -m bench.load_dashboard [--users 20] [--seconds 60] [--days 30] [--think 1 3]
 
 A throwaway database (SQLite in a temporary QB_VAR_DIR; DATABASE_URL is honoured if set) is seeded
 with the demo organization (``manage.py seed_demo --days N``) plus a second organization whose
@@ -13,7 +13,9 @@ URLs: every organization URL the access matrix (tests/projects/test_url_access.p
 may GET with 200, with kwargs filled from the demo organization, plus the explorer body and every
 panel of usage/panels.py on the explorer, a project and a key (the htmx list of
 tests/usage/test_query_counts.py). Each of --users threads signs in as the demo admin through the
-login form (CSRF cookie + token) and cycles through the URLs for --seconds.
+login form (CSRF cookie + token) and cycles through the URLs for --seconds, waiting --think seconds
+(uniform, default 1–3 s, as a locust user's ``between(1, 3)``) between requests; ``--think 0 0``
+sends back to back, which on two cores measures queueing more than the app.
 
 Checks (exit 1 if any fails): no answer other than 200; overall p95 ≤ --p95-ms (500); no body
 contains the canary; SQL queries per URL, counted in-process (django.test.Client +
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import re
 import shutil
 import socket
@@ -99,7 +102,14 @@ def login(http: httpx.Client, base: str) -> None:
 
 
 def user_loop(
-    n: int, users: int, base: str, targets: list[Target], canary: str, deadline: float, tally: Tally
+    n: int,
+    users: int,
+    base: str,
+    targets: list[Target],
+    canary: str,
+    deadline: float,
+    tally: Tally,
+    think: tuple[float, float],
 ) -> None:
     with httpx.Client(timeout=60, follow_redirects=False) as http:
         try:
@@ -120,6 +130,8 @@ def user_loop(
                 continue
             elapsed = time.monotonic() - started
             tally.add(label, elapsed, response.status_code, canary in response.text, response.text[:120])
+            if think[1] > 0:  # a person reads the page before the next click (locust's wait_time)
+                time.sleep(random.uniform(*think))
 
 
 def seed_canary_org(canary: str, days: int) -> Any:
@@ -286,6 +298,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--days", type=int, default=30, help="days of demo history to seed (default 30)")
     parser.add_argument("--p95-ms", type=float, default=500)
+    parser.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=(1.0, 3.0),
+        metavar=("MIN", "MAX"),
+        help="seconds each user waits between requests, uniformly drawn (default 1 3, like locust's "
+        "between(1, 3)); 0 0 sends back to back",
+    )
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="qb-load-dashboard-"))
@@ -349,7 +370,10 @@ def run(args: argparse.Namespace, var: Path) -> int:
         started = time.monotonic()
         deadline = started + args.seconds
         threads = [
-            threading.Thread(target=user_loop, args=(n, args.users, base, targets, canary, deadline, tally))
+            threading.Thread(
+                target=user_loop,
+                args=(n, args.users, base, targets, canary, deadline, tally, tuple(args.think)),
+            )
             for n in range(args.users)
         ]
         for thread in threads:
