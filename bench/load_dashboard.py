@@ -30,7 +30,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.webserver import web_server
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -78,12 +79,6 @@ def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (so with few samples the p95 is the slowest, never below the p50)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def login(http: httpx.Client, base: str) -> None:
@@ -349,23 +344,8 @@ def run(args: argparse.Namespace, var: Path) -> int:
     idle, problems_before = count_queries(targets, admin, canary)
     connections.close_all()  # SQLite: let the server's threads write sessions without our open handle
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(var / "server.log", "w"),  # noqa: SIM115 (the child keeps its copy)
-    )
-    base = f"http://127.0.0.1:{port}"
     ok = False
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/login/", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with web_server(env, var / "server.log") as base:
         tally = Tally()
         started = time.monotonic()
         deadline = started + args.seconds
@@ -381,9 +361,6 @@ def run(args: argparse.Namespace, var: Path) -> int:
         for thread in threads:
             thread.join()
         wall = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     try:
         after, problems_after = count_queries(targets, admin, canary)
         all_latencies = [v for values in tally.latencies.values() for v in values]

@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+
+from bench.webserver import web_server
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -149,12 +150,6 @@ def client_loop(n: int, url: str, secret: str, deadline: float, batch: int, tall
                     tally.sent[str(item["request_id"])] = Decimal(str(item["cost"]))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -199,35 +194,22 @@ def main() -> int:
     admin = User.objects.create_user("load-admin")
     _token, secret = ingest_token_create(organization=org, name="load", created_by=admin)
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(var / "server.log", "w"),  # noqa: SIM115 (the child keeps its copy)
-    )
-    url = f"http://127.0.0.1:{port}/api/v1/usage"
     ok = False
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/login/", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        tally = Tally()
-        deadline = time.monotonic() + args.seconds
-        started = time.monotonic()
-        threads = [
-            threading.Thread(target=client_loop, args=(n, url, secret, deadline, args.batch, tally))
-            for n in range(args.clients)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.monotonic() - started
+        with web_server(env, var / "server.log") as base:
+            url = f"{base}/api/v1/usage"
+            tally = Tally()
+            deadline = time.monotonic() + args.seconds
+            started = time.monotonic()
+            threads = [
+                threading.Thread(target=client_loop, args=(n, url, secret, deadline, args.batch, tally))
+                for n in range(args.clients)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.monotonic() - started
 
         stored = UsageRecord.objects.filter(organization=org).aggregate(n=Count("pk"), cost=Sum("cost"))
         rolled = UsageDaily.objects.filter(organization=org).aggregate(cost=Sum("cost"))
@@ -258,8 +240,6 @@ def main() -> int:
             print("  ", failure)
         ok = all(checks.values())
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         from django.db import connections
 
         connections.close_all()
