@@ -36,6 +36,12 @@ def _serve(conn: Connection) -> None:
             if command == "stop":
                 break
             try:
+                if command == "close":  # a connector never used has nothing to close
+                    closing = connectors.pop(config, None)
+                    if closing is not None:
+                        closing.close()
+                    conn.send(("ok", None))
+                    continue
                 if config not in connectors:
                     connectors[config] = connector_class(config.kind)(config)
                 connector = connectors[config]
@@ -43,9 +49,6 @@ def _serve(conn: Connection) -> None:
                     conn.send(("ok", list(connector.fetch_usage(start, end))))
                 elif command == "costs":
                     conn.send(("ok", connector.fetch_costs(start, end)))
-                elif command == "close":
-                    connectors.pop(config).close()
-                    conn.send(("ok", None))
                 else:
                     conn.send(("error", RuntimeError(f"unknown command {command!r}")))
             except Exception as error:  # handed to the parent, which raises it in its own frame
