@@ -50,6 +50,35 @@ UPDATABLE_FIELDS = (
     "error_code",
     "latency_ms",
 )
+# The order of the values the upsert builds for each row: every stored column but the primary key and
+# ``ingested_at`` (the writers stamp that). A test checks it covers UsageRecord's columns exactly.
+CANDIDATE_COLUMNS = (
+    "organization_id",
+    "project_id",
+    "api_key_id",
+    "provider_account_id",
+    "source",
+    "occurred_at",
+    "bucket_seconds",
+    "model",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "cost",
+    "currency",
+    "cost_source",
+    "price_id",
+    "raw_quota",
+    "status",
+    "error_code",
+    "latency_ms",
+    "dedupe_key",
+)
+_UPDATABLE_INDEXES = tuple(CANDIDATE_COLUMNS.index(name) for name in UPDATABLE_FIELDS)
+_OCCURRED_AT = CANDIDATE_COLUMNS.index("occurred_at")
 
 
 @dataclass
@@ -198,40 +227,44 @@ def usage_rows_upsert(
         # other writers of this organization's rollups (the lock rollup_refresh_days takes too).
         Organization.objects.select_for_update().filter(pk=organization.pk).first()
     batch_size = COPY_BATCH if use_copy else UPSERT_BATCH
+    org_id = organization.pk
+    account_id = account.pk if account else None
     for offset in range(0, len(rows), batch_size):
         chunk = rows[offset : offset + batch_size]
-        candidates: dict[str, dict[str, Any]] = {}
+        # Plain tuples in CANDIDATE_COLUMNS order: at a million rows, building a dict per row and
+        # reading it back column by column was a tenth of the ingest time.
+        candidates: dict[str, tuple[Any, ...]] = {}
         for row in chunk:
             key = keys.get(row.key_external_id)
             project_id = project_ids_by_slug.get(row.project_slug) or (key.project_id if key else None)
             cost, cost_source, price = _cost_for(row, prices, tz)
             dedupe_key = dedupe_key_for(ns, row.natural_key)
             # A natural key seen twice in one batch: the later row is the revision.
-            candidates[dedupe_key] = {
-                "organization_id": organization.pk,
-                "project_id": project_id,
-                "api_key_id": key.pk if key else None,
-                "provider_account_id": account.pk if account else None,
-                "source": source,
-                "occurred_at": row.occurred_at,
-                "bucket_seconds": row.bucket_seconds,
-                "model": row.model[:200],
-                "input_tokens": row.input_tokens,
-                "cache_read_tokens": row.cache_read_tokens,
-                "cache_write_tokens": row.cache_write_tokens,
-                "output_tokens": row.output_tokens,
-                "reasoning_tokens": row.reasoning_tokens,
-                "requests": row.requests,
-                "cost": cost,
-                "currency": row.currency,
-                "cost_source": cost_source,
-                "price_id": price.pk if price else None,
-                "raw_quota": row.raw_quota,
-                "status": row.status,
-                "error_code": row.error_code[:64],
-                "latency_ms": row.latency_ms,
-                "dedupe_key": dedupe_key,
-            }
+            candidates[dedupe_key] = (
+                org_id,
+                project_id,
+                key.pk if key else None,
+                account_id,
+                source,
+                row.occurred_at,
+                row.bucket_seconds,
+                row.model[:200],
+                row.input_tokens,
+                row.cache_read_tokens,
+                row.cache_write_tokens,
+                row.output_tokens,
+                row.reasoning_tokens,
+                row.requests,
+                cost,
+                row.currency,
+                cost_source,
+                price.pk if price else None,
+                row.raw_quota,
+                row.status,
+                row.error_code[:64],
+                row.latency_ms,
+                dedupe_key,
+            )
         result.unchanged += len(chunk) - len(candidates)
         if use_copy:
             result.add(_write_postgres(organization, candidates, rollup_delta=refresh_rollups))
@@ -244,35 +277,44 @@ def usage_rows_upsert(
     return result
 
 
-def _write_generic(organization: Organization, candidates: dict[str, dict[str, Any]]) -> UpsertResult:
+def _record_fields() -> list[models.Field[Any, Any]]:
+    """UsageRecord's stored fields in CANDIDATE_COLUMNS order, then ``ingested_at``."""
+    meta = UsageRecord._meta
+    by_attname = {f.attname: f for f in meta.concrete_fields}
+    return [by_attname[name] for name in CANDIDATE_COLUMNS] + [meta.get_field("ingested_at")]
+
+
+def _write_generic(organization: Organization, candidates: dict[str, tuple[Any, ...]]) -> UpsertResult:
     """Compare candidates with stored rows and bulk-upsert only the new and changed ones."""
     tz = organization.zoneinfo
     result = UpsertResult()
     existing = {
-        values["dedupe_key"]: values
+        values[0]: values[1:]
         for values in UsageRecord.objects.filter(
             organization=organization, dedupe_key__in=list(candidates)
-        ).values("dedupe_key", *UPDATABLE_FIELDS)
+        ).values_list("dedupe_key", *UPDATABLE_FIELDS)
     }
-    to_write: list[dict[str, Any]] = []
+    updatable = itemgetter(*_UPDATABLE_INDEXES)
+    old_occurred_at = UPDATABLE_FIELDS.index("occurred_at")
+    to_write: list[tuple[Any, ...]] = []
     for dedupe_key, values in candidates.items():
         old = existing.get(dedupe_key)
         if old is None:
             result.new += 1
-        elif all(values[name] == old[name] for name in UPDATABLE_FIELDS):
+        elif updatable(values) == old:
             result.unchanged += 1
             continue
         else:
             result.updated += 1
-            result.days.add(local_day(old["occurred_at"], tz))
-        result.days.add(local_day(values["occurred_at"], tz))
+            result.days.add(local_day(old[old_occurred_at], tz))
+        result.days.add(local_day(values[_OCCURRED_AT], tz))
         to_write.append(values)
     result.recompute_days = set(result.days)
     if to_write and connection.vendor == "sqlite":
         _sqlite_executemany_upsert(to_write)
     elif to_write:
         UsageRecord.objects.bulk_create(
-            [UsageRecord(**values) for values in to_write],
+            [UsageRecord(**dict(zip(CANDIDATE_COLUMNS, values, strict=True))) for values in to_write],
             update_conflicts=True,
             unique_fields=["organization", "dedupe_key"],
             update_fields=[name.removesuffix("_id") for name in UPDATABLE_FIELDS],
@@ -280,7 +322,7 @@ def _write_generic(organization: Organization, candidates: dict[str, dict[str, A
     return result
 
 
-def _sqlite_executemany_upsert(rows: list[dict[str, Any]]) -> None:
+def _sqlite_executemany_upsert(rows: list[tuple[Any, ...]]) -> None:
     """Upsert with one prepared INSERT ... ON CONFLICT run through sqlite3's executemany.
 
     Why not bulk_create: Django caps SQLite statements at 999 parameters, so a 2,000-row batch
@@ -289,7 +331,7 @@ def _sqlite_executemany_upsert(rows: list[dict[str, Any]]) -> None:
     get_db_prep_save, so MoneyField units and datetimes are stored exactly as the ORM stores them.
     """
     table = UsageRecord._meta.db_table
-    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    fields = _record_fields()
     columns = [str(f.column) for f in fields]
     by_attname = {f.attname: str(f.column) for f in fields}
     updates = ", ".join(f"{by_attname[name]} = excluded.{by_attname[name]}" for name in UPDATABLE_FIELDS)
@@ -302,33 +344,32 @@ def _sqlite_executemany_upsert(rows: list[dict[str, Any]]) -> None:
 
 
 def _db_rows(
-    fields: Sequence[models.Field[Any, Any]], rows: Iterable[dict[str, Any]], now: datetime
+    fields: Sequence[models.Field[Any, Any]], rows: Iterable[Sequence[Any]], now: datetime
 ) -> Iterable[list[Any]]:
     """Yield each row's column values as the database stores them, in ``fields`` order.
 
-    Plain columns (ints, strings, None) pass through untouched; money becomes integer units and
-    aware times go straight to the backend's adapter, as ``get_db_prep_save`` would. Per-row Python here was most of the ingest time, so the converters are
-    chosen once per batch and the row is taken with one itemgetter call.
+    ``fields`` is ``_record_fields()``: each row holds the values of all but the last (``ingested_at``,
+    stamped with ``now``). Plain columns (ints, strings, None) pass through untouched; money becomes
+    integer units and aware times go straight to the backend's adapter, as ``get_db_prep_save``
+    would. Per-row Python here was most of the ingest time, so the converters are chosen once per
+    batch.
     """
     db = connections[DEFAULT_DB_ALIAS]  # the real wrapper: the proxy costs a lookup per call
-    names = [f.attname for f in fields]
-    stamp_index = names.index("ingested_at")
-    stamp = UsageRecord._meta.get_field("ingested_at").get_db_prep_save(now, db)
+    *value_fields, stamp_field = fields
+    assert stamp_field.attname == "ingested_at", stamp_field
+    stamp = stamp_field.get_db_prep_save(now, db)
     plain = (models.CharField, models.IntegerField, models.ForeignKey)
     converters: list[tuple[int, Callable[[Any], Any]]] = []
-    for index, f in enumerate(fields):
-        if index == stamp_index:
-            continue
+    for index, f in enumerate(value_fields):
         if isinstance(f, MoneyField):
             converters.append((index, _money_units))
         elif isinstance(f, models.DateTimeField):
             converters.append((index, partial(_aware_or_prepped, f, db.ops.adapt_datetimefield_value, db)))
         elif not isinstance(f, plain):
             converters.append((index, partial(f.get_db_prep_save, connection=db)))
-    getter = itemgetter(*(name for name in names if name != "ingested_at"))
     for values in rows:
-        row = list(getter(values))
-        row.insert(stamp_index, stamp)
+        row = list(values)
+        row.append(stamp)
         for index, convert in converters:
             row[index] = convert(row[index])
         yield row
@@ -338,6 +379,9 @@ def _money_units(value: Any) -> int | None:
     """MoneyField.get_prep_value without the field lookup: None and int units pass, amounts convert."""
     if value is None or isinstance(value, int):
         return value
+    if type(value) is Decimal and value.is_finite():
+        # to_units' own path, minus its type checks: this runs once per ingested row.
+        return int(value.quantize(QUANTUM, rounding=STORAGE_ROUNDING).scaleb(10))
     return to_units(value)
 
 
@@ -353,14 +397,14 @@ STAGE_TABLE = "qb_usage_stage"
 
 
 def _write_postgres(
-    organization: Organization, candidates: dict[str, dict[str, Any]], *, rollup_delta: bool = False
+    organization: Organization, candidates: dict[str, tuple[Any, ...]], *, rollup_delta: bool = False
 ) -> UpsertResult:
     """Upsert a batch with COPY into a temporary table and one INSERT ... ON CONFLICT DO UPDATE.
 
     Raw SQL because the ORM has neither COPY nor a conditional ON CONFLICT update. Staged rows
-    identical to the stored ones are deleted from the stage first (one join, no lock taken on the
-    stored rows), so re-reading stored rows writes nothing and the INSERT only sees real changes;
-    its WHERE IS DISTINCT FROM still guards against a concurrent writer. RETURNING (xmax = 0)
+    identical to the stored ones are filtered out by one join before the INSERT (no lock taken on
+    the stored rows), so re-reading stored rows writes nothing and the INSERT only sees real
+    changes; its WHERE IS DISTINCT FROM still guards against a concurrent writer. RETURNING (xmax = 0)
     tells inserted rows from updated ones; days come back grouped in SQL (a few rows, not one per
     record), in the same zone arithmetic the rollups use.
 
@@ -371,7 +415,7 @@ def _write_postgres(
     """
     result = UpsertResult()
     table = UsageRecord._meta.db_table
-    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    fields = _record_fields()
     column_by_attname = {f.attname: str(f.column) for f in fields}
     column_list = ", ".join(column_by_attname.values())
     updatable = [column_by_attname[name] for name in UPDATABLE_FIELDS]
@@ -387,47 +431,46 @@ def _write_postgres(
             write_row = copy.write_row
             for row in _db_rows(fields, candidates.values(), now):
                 write_row(row)
-        old_tuple = ", ".join(f"r.{c}" for c in updatable)
+        stored_tuple = ", ".join(f"r.{c}" for c in updatable)
         staged_tuple = ", ".join(f"s.{c}" for c in updatable)
-        # One join: drop staged rows equal to the stored ones, and report the old local day of
-        # rows that move to another time (that day must be recomputed too).
-        cursor.execute(
-            f"WITH m AS MATERIALIZED (SELECT s.ctid AS sid, r.occurred_at AS old_at, s.occurred_at AS new_at,"
-            f" ({old_tuple}) IS NOT DISTINCT FROM ({staged_tuple}) AS same"
-            f" FROM {STAGE_TABLE} s JOIN {table} r"
-            " ON r.organization_id = s.organization_id AND r.dedupe_key = s.dedupe_key),"
-            f" d AS (DELETE FROM {STAGE_TABLE} WHERE ctid IN (SELECT sid FROM m WHERE same))"
-            " SELECT DISTINCT (old_at AT TIME ZONE %s)::date FROM m WHERE NOT same AND old_at <> new_at",
-            [tzname],
-        )
-        moved_from = {day for (day,) in cursor.fetchall()}
-        result.days |= moved_from
-        result.recompute_days |= moved_from
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in [*updatable, "ingested_at"])
         old_tuple = ", ".join(f"{table}.{c}" for c in updatable)
         new_tuple = ", ".join(f"EXCLUDED.{c}" for c in updatable)
-        returning = "(xmax = 0) AS inserted, occurred_at"
+        returning = "(xmax = 0) AS inserted, organization_id, dedupe_key, occurred_at"
         deltas = ""
         params: list[Any] = []
         if rollup_delta:
-            returning = f"(xmax = 0) AS inserted, {', '.join(column_by_attname.values())}"
+            returning = f"(xmax = 0) AS inserted, {column_list}"
             deltas, params = _rollup_delta_sql(organization)
+        # The INSERT reads only staged rows that are new or differ from the stored ones (one join;
+        # rows equal to the stored ones never reach it, so re-reading stored rows locks and writes
+        # nothing). Kind 0/1: inserted/updated rows per local day. Kind 2: the old day of updated
+        # rows that moved in time, which must be recomputed too; reading the table in the same
+        # statement sees it as it was before the INSERT, so r holds the old values.
         cursor.execute(
-            f"WITH w AS (INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {STAGE_TABLE}"
+            f"WITH w AS (INSERT INTO {table} ({column_list})"
+            f" SELECT {', '.join(f's.{c}' for c in column_by_attname.values())}"
+            f" FROM {STAGE_TABLE} s LEFT JOIN {table} r"
+            " ON r.organization_id = s.organization_id AND r.dedupe_key = s.dedupe_key"
+            f" WHERE r.id IS NULL OR ({stored_tuple}) IS DISTINCT FROM ({staged_tuple})"
             f" ON CONFLICT (organization_id, dedupe_key) DO UPDATE SET {assignments}"
             f" WHERE ({old_tuple}) IS DISTINCT FROM ({new_tuple})"
             f" RETURNING {returning}){deltas}"
-            " SELECT inserted, (occurred_at AT TIME ZONE %s)::date, count(*) FROM w GROUP BY 1, 2",
-            [*params, tzname],
+            " SELECT CASE WHEN inserted THEN 0 ELSE 1 END, (occurred_at AT TIME ZONE %s)::date, count(*)"
+            " FROM w GROUP BY 1, 2"
+            f" UNION ALL SELECT 2, (r.occurred_at AT TIME ZONE %s)::date, 0 FROM w JOIN {table} r"
+            " ON r.organization_id = w.organization_id AND r.dedupe_key = w.dedupe_key"
+            " WHERE NOT w.inserted AND r.occurred_at <> w.occurred_at GROUP BY 2",
+            [*params, tzname, tzname],
         )
-        for inserted, day, count in cursor.fetchall():
-            if inserted:
+        for kind, day, count in cursor.fetchall():
+            result.days.add(day)
+            if kind == 0:
                 result.new += count
+                if not rollup_delta:
+                    result.recompute_days.add(day)
             else:
                 result.updated += count
-                result.recompute_days.add(day)
-            result.days.add(day)
-            if inserted and not rollup_delta:
                 result.recompute_days.add(day)
     result.unchanged = len(candidates) - result.new - result.updated
     return result

@@ -87,9 +87,12 @@ def test_fast_row_conversion_stores_exactly_what_the_orm_would_store() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from usage.services import _db_rows
+    from usage.services import CANDIDATE_COLUMNS, _db_rows, _record_fields
 
-    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    fields = _record_fields()
+    # The writers name their columns from this list: it must be every stored column, each once.
+    stored = [f.attname for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    assert sorted(f.attname for f in fields) == sorted(stored) and len(fields) == len(stored)
     shanghai = timezone.get_fixed_timezone(480)
     base = {f.attname: None for f in fields}
     rows = [
@@ -133,4 +136,52 @@ def test_fast_row_conversion_stores_exactly_what_the_orm_would_store() -> None:
         ]
         for row in rows
     ]
-    assert list(_db_rows(fields, rows, now)) == expected
+    as_tuples = [tuple(row[name] for name in CANDIDATE_COLUMNS) for row in rows]
+    assert list(_db_rows(fields, as_tuples, now)) == expected
+
+
+@pytest.mark.django_db
+def test_deleting_a_project_key_or_account_clears_its_usage_references_and_a_used_price_is_protected() -> (
+    None
+):
+    """Only the organization reference is a database foreign key on usage records (ingest speed):
+    Django's on_delete must still keep the other references true when an admin deletes a row."""
+    from datetime import date
+
+    from django.db.models import ProtectedError
+
+    from usage.models import ModelPrice
+
+    org = factories.make_org()
+    account = factories.make_account(org, "openai")
+    project = factories.make_project(org)
+    key = factories.make_key(org, project=project, account=account)
+    count = COPY_THRESHOLD + 1
+    rows = [
+        factories.usage_row(
+            START + timedelta(minutes=n), natural_key=f"r{n}", key=key.external_id, cost="0.25"
+        )
+        for n in range(count)
+    ]
+    usage_rows_upsert(organization=org, rows=rows, account=account)
+    records = UsageRecord.objects.filter(organization=org)
+    assert records.filter(project=project, api_key=key, provider_account=account).count() == count
+    price = ModelPrice.objects.create(
+        provider_kind="openai",
+        model="gpt-4o",
+        effective_from=date(2026, 1, 1),
+        input_per_1m=Decimal("2.5"),
+        output_per_1m=Decimal("10"),
+    )
+    records.filter(pk=records.first().pk).update(price=price)  # type: ignore[union-attr]
+
+    with pytest.raises(ProtectedError):
+        price.delete()
+    project.delete()
+    assert not records.filter(project_id__isnull=False).exists()
+    key.delete()
+    assert not records.filter(api_key_id__isnull=False).exists()
+    account.delete()
+    assert not records.filter(provider_account_id__isnull=False).exists()
+    # The rows themselves, and every cent, stay with the organization.
+    assert records.count() == count and records.aggregate(c=Sum("cost"))["c"] == Decimal("0.25") * count
