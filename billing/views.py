@@ -21,7 +21,7 @@ from usage.selectors import (
     top_projects,
 )
 
-from .selectors import budget_month_status, latest_balances
+from .selectors import account_runways, budget_month_status
 
 
 @require_GET
@@ -40,7 +40,8 @@ def overview(request: AuthedRequest, org_slug: str) -> HttpResponse:
         "org": org,
         "today": today,
         "currency": currency,
-        "balances": latest_balances(organization=org),
+        # The same figures as the balances page: derived balances (OpenAI, Anthropic) and runway.
+        "balances": account_runways(organization=org, today=today),
         "month_totals": spend_totals(organization=org, flt=month),
         "last_30_totals": spend_totals(organization=org, flt=last_30),
         "budgets": budget_month_status(organization=org, month_start=month.start, today=today),

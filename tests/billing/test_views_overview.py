@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from billing.models import BalanceSnapshot, Budget
+from billing.models import BalanceSnapshot, Budget, TopUp, TopUpStatus
 from tests import factories
 from tests.conftest import Tenancy, client_for
 from usage.models import UsageRecord
@@ -69,6 +69,35 @@ def test_overview_totals_equal_raw_sums_in_the_org_timezone(tenancy: Tenancy) ->
     html = response.content.decode()
     assert "$50.00" in html and "25.0M quota" in html
     assert 'data-figure="fig-spend-30d-data"' in html
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_an_openai_balance_on_the_overview_is_derived_from_top_ups_with_its_runway(tenancy: Tenancy) -> None:
+    """OpenAI has no balance API: the overview shows credited − billed, as the balances page does."""
+    org = tenancy.org
+    openai = factories.make_account(org, "openai", name="OpenAI prod")
+    silent = factories.make_account(org, "anthropic", name="Anthropic lab")
+    TopUp.objects.create(
+        provider_account=openai,
+        amount=Decimal("100.00"),
+        status=TopUpStatus.CREDITED,
+        created_at=NOW - timedelta(days=20),
+        credited_at=NOW - timedelta(days=20),
+    )
+    # $3.25 a day over the last 7 full days (Nov 13-19) and nothing before: 100 − 22.75 = 77.25.
+    rows = [
+        factories.usage_row(datetime(2026, 11, 13 + n, 12, tzinfo=UTC), cost="3.25", natural_key=f"d{n}")
+        for n in range(7)
+    ]
+    usage_rows_upsert(organization=org, rows=rows, account=openai)
+
+    html = client_for(tenancy.viewer).get(f"/o/{org.slug}/").content.decode()
+    balances = html[html.index("<h2>Balances</h2>") : html.index("Budgets, month to date")]
+    assert "$77.25" in balances and "derived from top-ups" in balances
+    assert "23.8 days" in balances  # 77.25 ÷ 3.25
+    # An Anthropic account without any credit entered says so instead of a number.
+    assert "no credits entered" in balances and silent.name in balances
 
 
 @pytest.mark.django_db
