@@ -110,3 +110,19 @@ def get_import_for_user(
     if job is None:
         raise Http404("No such import")
     return access, job
+
+
+def get_member_for_user(
+    user: AbstractBaseUser | AnonymousUser, org_slug: str, username: str
+) -> tuple[OrgAccess, Membership]:
+    """Return the requester's access and another member of the same organization, by username (404 if
+    either is not a member)."""
+    access = get_org_for_user(user, org_slug)
+    membership = (
+        Membership.objects.select_related("user", "organization")
+        .filter(organization=access.organization, user__username=username)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such member")
+    return access, membership

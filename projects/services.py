@@ -1,9 +1,10 @@
-"""Tenancy writes: ingest tokens (create, revoke, authenticate, rate-limit)."""
+"""Tenancy writes: members and roles; ingest tokens (create, revoke, authenticate, rate-limit)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import string
 from dataclasses import dataclass
@@ -11,14 +12,105 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from .models import IngestToken, Organization, Project
+from .models import IngestToken, Membership, Organization, Project, Role
+
+# Who changed which membership, for the organization's admins and the operator (ASVS 16.3).
+audit_log = logging.getLogger("quotaboard.audit")
 
 TOKEN_PREFIX = "qbt_"
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 RATE_WINDOW_SECONDS = 60
+
+
+class MembershipError(Exception):
+    """A membership change refused with a reason the page shows (e.g. it would leave no admin)."""
+
+
+def _admins_left_after(membership: Membership) -> int:
+    """Lock the organization's row, then count the admins other than ``membership``'s user.
+
+    The lock serialises member changes within one organization, so two admins demoting each
+    other at the same moment cannot both succeed and leave it with nobody to manage it.
+    """
+    Organization.objects.select_for_update().filter(pk=membership.organization_id).first()
+    return (
+        Membership.objects.filter(organization_id=membership.organization_id, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .count()
+    )
+
+
+@transaction.atomic
+def member_add(*, organization: Organization, user: User, role: str, by: User) -> Membership:
+    """Make an existing, active user a member with ``role``; MembershipError if they already are."""
+    if not user.is_active:
+        raise MembershipError(f"{user.get_username()} is deactivated; reactivate the account first.")
+    membership, created = Membership.objects.get_or_create(
+        user=user, organization=organization, defaults={"role": role}
+    )
+    if not created:
+        raise MembershipError(f"{user.get_username()} is already a member ({membership.get_role_display()}).")
+    audit_log.info(
+        "member added org=%s user=%s role=%s by=%s",
+        organization.slug,
+        user.get_username(),
+        role,
+        by.get_username(),
+    )
+    return membership
+
+
+@transaction.atomic
+def member_role_change(*, membership: Membership, role: str, by: User) -> Membership:
+    """Change a member's role; it applies on their next request. Refuses to demote the last admin."""
+    old = membership.role
+    if old == role:
+        return membership
+    if old == Role.ADMIN and _admins_left_after(membership) == 0:
+        raise MembershipError(
+            f"{membership.user.get_username()} is the only admin: make someone else admin first."
+        )
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_log.info(
+        "member role changed org=%s user=%s from=%s to=%s by=%s",
+        membership.organization.slug,
+        membership.user.get_username(),
+        old,
+        role,
+        by.get_username(),
+    )
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, by: User) -> int:
+    """Remove a member: their next request in this organization is a 404. Refuses the last admin.
+
+    Returns how many of the organization's projects they owned; those projects are left without
+    an owner (their budgets stay, admins manage them).
+    """
+    if membership.role == Role.ADMIN and _admins_left_after(membership) == 0:
+        raise MembershipError(
+            f"{membership.user.get_username()} is the only admin: make someone else admin first."
+        )
+    orphaned = Project.objects.filter(
+        organization_id=membership.organization_id, owner_id=membership.user_id
+    ).update(owner=None)
+    membership.delete()
+    audit_log.info(
+        "member removed org=%s user=%s role=%s by=%s projects_unowned=%d",
+        membership.organization.slug,
+        membership.user.get_username(),
+        membership.role,
+        by.get_username(),
+        orphaned,
+    )
+    return orphaned
 
 
 def _hash_secret(token: str) -> str:

@@ -19,11 +19,24 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET
 
-from .forms import IngestTokenForm
+from .forms import IngestTokenForm, MemberAddForm, MemberRoleForm
 from .http import AuthedRequest
-from .models import IngestToken
-from .selectors import OrgAccess, get_org_for_user, get_token_for_user, memberships_for_user
-from .services import ingest_token_create, ingest_token_revoke
+from .models import IngestToken, Membership, Project, Role
+from .selectors import (
+    OrgAccess,
+    get_member_for_user,
+    get_org_for_user,
+    get_token_for_user,
+    memberships_for_user,
+)
+from .services import (
+    MembershipError,
+    ingest_token_create,
+    ingest_token_revoke,
+    member_add,
+    member_remove,
+    member_role_change,
+)
 
 
 @require_GET
@@ -34,6 +47,132 @@ def home(request: AuthedRequest) -> HttpResponse:
     if membership is None:
         return render(request, "projects/no_organization.html")
     return redirect("overview", org_slug=membership.organization.slug)
+
+
+MEMBERS_TEMPLATE = "projects/members.html"
+
+
+def _members_context(access: OrgAccess, add_form: MemberAddForm | None = None) -> dict[str, Any]:
+    org = access.organization
+    members = list(
+        Membership.objects.filter(organization=org).select_related("user").order_by("user__username")
+    )
+    owned: dict[int, list[str]] = {}
+    for owner_id, name in Project.objects.filter(organization=org, owner__isnull=False).values_list(
+        "owner_id", "name"
+    ):
+        owned.setdefault(owner_id, []).append(name)
+    return {
+        "access": access,
+        "org": org,
+        "nav": "members",
+        "members": [(m, owned.get(m.user_id, [])) for m in members],
+        "admin_count": sum(1 for m in members if m.role == Role.ADMIN),
+        "roles": Role.choices,
+        "can_manage": access.role == Role.ADMIN,
+        "add_form": add_form or MemberAddForm(),
+    }
+
+
+def _require_member_admin(access: OrgAccess) -> None:
+    if access.role != Role.ADMIN:
+        raise PermissionDenied("Only organization admins manage members.")
+
+
+@require_GET
+@login_required
+def member_list(request: AuthedRequest, org_slug: str) -> HttpResponse:
+    """Members and their roles; every member reads it, admins add, change roles and remove."""
+    access = get_org_for_user(request.user, org_slug)
+    return render(request, MEMBERS_TEMPLATE, _members_context(access))
+
+
+@login_required
+def member_create(request: AuthedRequest, org_slug: str) -> HttpResponse:
+    """POST (admins): add an existing account with a role. Errors come back on the page (400)."""
+    access = get_org_for_user(request.user, org_slug)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    _require_member_admin(access)
+    form = MemberAddForm(request.POST)
+    if form.is_valid():
+        user = form.cleaned_data["who"]
+        try:
+            member_add(
+                organization=access.organization, user=user, role=form.cleaned_data["role"], by=request.user
+            )
+        except MembershipError as exc:
+            form.add_error("who", str(exc))
+        else:
+            messages.success(
+                request, f"{user.get_username()} added as {Role(form.cleaned_data['role']).label}."
+            )
+            return redirect("member_list", org_slug=access.organization.slug)
+    return render(request, MEMBERS_TEMPLATE, _members_context(access, form), status=400)
+
+
+@login_required
+def member_role(request: AuthedRequest, org_slug: str, username: str) -> HttpResponse:
+    """POST (admins): change a member's role; it applies on their next request.
+
+    htmx gets the member's row back (with the refusal, e.g. the last admin, in it: htmx does not
+    swap 4xx); a plain POST goes back to the list with a message.
+    """
+    access, membership = get_member_for_user(request.user, org_slug, username)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    _require_member_admin(access)
+    form = MemberRoleForm(request.POST)
+    error = ""
+    if not form.is_valid():
+        error = "Choose one of the roles."
+    else:
+        try:
+            member_role_change(membership=membership, role=form.cleaned_data["role"], by=request.user)
+        except MembershipError as exc:
+            error = str(exc)
+    if membership.user_id == request.user.pk and membership.role != Role.ADMIN:
+        # Demoted themselves: the page they are on is an admin page no more.
+        messages.success(request, f"You are now {membership.get_role_display()}.")
+        return _htmx_aware_redirect(request, "member_list", access.organization.slug)
+    if request.htmx:
+        context = _members_context(access)
+        owned: list[str] = next((o for other, o in context["members"] if other.pk == membership.pk), [])
+        context.update({"m": membership, "owned": owned, "row_error": error, "row_saved": not error})
+        return render(request, f"{MEMBERS_TEMPLATE}#member-row", context)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"{membership.user.get_username()} is now {membership.get_role_display()}.")
+    return redirect("member_list", org_slug=access.organization.slug)
+
+
+@login_required
+def member_remove_view(request: AuthedRequest, org_slug: str, username: str) -> HttpResponse:
+    """POST (admins): remove a member; their next request in this organization is a 404."""
+    access, membership = get_member_for_user(request.user, org_slug, username)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    _require_member_admin(access)
+    name = membership.user.get_username()
+    try:
+        orphaned = member_remove(membership=membership, by=request.user)
+    except MembershipError as exc:
+        messages.error(request, str(exc))
+        return redirect("member_list", org_slug=access.organization.slug)
+    note = f" {orphaned} project(s) they owned now have no owner." if orphaned else ""
+    messages.success(request, f"{name} removed from {access.organization.name}.{note}")
+    if membership.user_id == request.user.pk:
+        return redirect("home")
+    return redirect("member_list", org_slug=access.organization.slug)
+
+
+def _htmx_aware_redirect(request: AuthedRequest, name: str, org_slug: str) -> HttpResponse:
+    """Redirect; htmx requests get HX-Redirect so the whole page changes, not a fragment."""
+    response = redirect(name, org_slug=org_slug)
+    if request.htmx:
+        return HttpResponse(status=204, headers={"HX-Redirect": response["Location"]})
+    return response
 
 
 TOKENS_TEMPLATE = "projects/tokens.html"

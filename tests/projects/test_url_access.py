@@ -102,6 +102,7 @@ def url_kwargs_builders(t: Tenancy) -> dict[str, Callable[[], Any]]:
         "budget_id": budget_public_id,
         "alert_id": alert_public_id,
         "month": lambda: "2026-10",
+        "username": lambda: t.viewer.username,
     }
 
 
@@ -174,6 +175,10 @@ import_errors_csv    200/405  200/405  200/405  200/405  404/405   302/405
 import_list          200/405  200/405  200/405  200/405  404/405   302/405
 key_detail           200/405  200/405  200/405  200/405  404/405   302/405
 key_list             200/405  200/405  200/405  200/405  404/405   302/405
+member_create        405/400  405/403  405/403  405/403  404/404   302/302
+member_list          200/405  200/405  200/405  200/405  404/405   302/405
+member_remove        405/302  405/403  405/403  405/403  404/404   302/302
+member_role          405/302  405/403  405/403  405/403  404/404   302/302
 month_close          405/303  405/303  403/403  403/403  404/404   302/302
 month_export_csv     200/405  200/405  200/405  200/405  404/405   302/405
 month_export_focus   200/405  200/405  200/405  200/405  404/405   302/405
