@@ -8,7 +8,10 @@ the task) and stores only redacted messages.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time as clock
 import uuid
@@ -113,17 +116,56 @@ def stream_state(account: ProviderAccount, stream: str) -> StreamState:
     return state
 
 
+def execution_owner(task_id: str) -> str:
+    """Return a lease owner for one execution of task ``task_id``: ``<task id>:<pid>@<host tag>``.
+
+    Unique per execution, so a copy of the message that Redis redelivers while this one still runs
+    (visibility timeout) finds the lease taken. The pid and host let a copy on the same host tell a
+    dead holder from a live one (see lease_acquire).
+    """
+    return f"{task_id}:{os.getpid()}@{_HOST_TAG}"
+
+
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _dead_sibling(state: StreamState, owner: str) -> str | None:
+    """The current holder's name, when it is an execution of the same task on this host whose
+    process is gone (a pool child killed mid-run whose message Celery requeued); else None."""
+    holder = StreamState.objects.filter(pk=state.pk).values_list("lease_owner", flat=True).first() or ""
+    task, _, where = owner.partition(":")
+    held_task, _, held_where = holder.partition(":")
+    pid, _, host = held_where.partition("@")
+    if not task or held_task != task or host != _HOST_TAG or not pid.isdigit() or holder == owner:
+        return None
+    if where.partition("@")[2] != _HOST_TAG:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return holder
+    except PermissionError:
+        return None  # alive, another user's
+    return None
+
+
 def lease_acquire(state: StreamState, owner: str, *, now: datetime | None = None) -> bool:
     """Take the stream's lease if it is free, lapsed or already ``owner``'s; True when this caller holds it.
 
-    Compare-and-set: of several workers racing, exactly one UPDATE matches the row. A lease held by
-    the same owner is one a task message took before its worker died (owner = the Celery task id,
-    which a requeued or retried message keeps), so the same message may take it back at once.
+    Compare-and-set: of several workers racing, exactly one UPDATE matches the row. Owners are
+    unique per execution (execution_owner), so a redelivered copy of a message skips while the
+    first execution runs. One exception: a holder that is the same task on this host whose process
+    is gone (Celery requeued the message of a pool child that died) is taken over at once rather
+    than after LEASE_DURATION.
     """
     now = now or timezone.now()
+    takeable = Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
+    dead = _dead_sibling(state, owner)
+    if dead is not None:
+        takeable |= Q(lease_owner=dead)
     taken = (
         StreamState.objects.filter(pk=state.pk)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
+        .filter(takeable)
         .update(lease_owner=owner, lease_until=now + LEASE_DURATION, last_run_at=now)
     )
     return taken == 1
@@ -257,17 +299,19 @@ def _crashed_too_often(account: ProviderAccount, stream: str, run: IngestRun) ->
     )
 
 
-def stream_run_crashed(*, account_id: int, stream: str, owner: str, reason: str) -> IngestRun | None:
-    """Close the run whose worker process died holding the lease ``owner``; returns it, or None.
+def stream_run_crashed(*, account_id: int, stream: str, task_id: str, reason: str) -> IngestRun | None:
+    """Close the run whose worker process died holding a lease taken by task ``task_id``; returns it, or None.
 
     Called by the worker's main process when a pool child died mid-task (WorkerLostError): the run
     is failed "crashed" with ``reason`` and the lease freed at once instead of after LEASE_DURATION.
-    None when that task held no lease (it died before taking it, or after releasing it).
+    Lease owners are ``<task id>:<execution>`` (usage.tasks). None when that task held no lease (it
+    died before taking it, or after releasing it).
     """
     with transaction.atomic():
         state = (
             StreamState.objects.select_for_update()
-            .filter(provider_account_id=account_id, stream=stream, lease_owner=owner)
+            .filter(provider_account_id=account_id, stream=stream)
+            .filter(Q(lease_owner=task_id) | Q(lease_owner__startswith=f"{task_id}:"))
             .first()
         )
         if state is None:

@@ -72,9 +72,12 @@ def ingest_account_usage(account_id: int, since_iso: str | None = None, until_is
     account = ProviderAccount.objects.select_related("organization").filter(pk=account_id).first()
     if account is None:
         return "missing"
-    # The lease is held in this message's name, so the worker's main process can free it if the
-    # pool child dies (on_worker_lost below) and a requeued copy of this message can take it back.
-    owner = ingest_account_usage.request.id
+    # The lease is held in this execution's name, prefixed by the message's task id so the worker's
+    # main process can free it if the pool child dies (on_worker_lost below). Unique per execution:
+    # a copy Redis redelivers while this one still runs (visibility timeout) carries the same task
+    # id, and must find the lease taken and skip rather than fetch and write alongside it.
+    # (A copy Celery requeues because this process died takes the lease over: see lease_acquire.)
+    owner = ingest.execution_owner(ingest_account_usage.request.id)
     if since_iso:
         end = datetime.fromisoformat(until_iso) if until_iso else timezone.now()
         run = ingest.usage_ingest_window(
@@ -110,7 +113,7 @@ def on_worker_lost(
     if not isinstance(exception, WorkerLostError) or not task_id or not args:
         return
     ingest.stream_run_crashed(
-        account_id=int(str(args[0])), stream=Stream.USAGE, owner=task_id, reason=str(exception)[:200]
+        account_id=int(str(args[0])), stream=Stream.USAGE, task_id=task_id, reason=str(exception)[:200]
     )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -268,6 +269,34 @@ def test_a_held_lease_makes_a_concurrent_run_skip(tenancy, simulator) -> None:
     assert run.status == RunStatus.SKIPPED
     assert len(simulator.request_log) == calls_before
     assert not ingest.lease_acquire(state, "third-worker")
+
+
+def test_a_copy_of_a_running_task_skips_but_takes_over_from_a_dead_process_of_the_same_task(
+    tenancy, simulator
+) -> None:
+    """Redis may hand a second copy of a message to another worker while the first still runs (F8);
+    Celery requeues the message of a pool child that died (F10, reject_on_worker_lost)."""
+    import subprocess
+    import sys
+
+    account = sim_account(tenancy.org, simulator, "reseller")
+    state = ingest.stream_state(account, Stream.USAGE)
+    running = ingest.execution_owner("task-1")  # this live process
+    assert ingest.lease_acquire(state, running)
+    copy = running.replace(f":{os.getpid()}@", ":1@")  # pid 1 is alive (init): a copy elsewhere on this host
+    assert not ingest.lease_acquire(state, copy)
+    assert not ingest.lease_acquire(state, ingest.execution_owner("task-2"))
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = running.replace(f":{os.getpid()}@", f":{int(gone.stdout)}@")
+    StreamState.objects.filter(pk=state.pk).update(lease_owner=dead)
+    assert not ingest.lease_acquire(state, ingest.execution_owner("task-2"))  # another task: waits
+    assert not ingest.lease_acquire(state, dead.replace("@", "@x"))  # same task, another host: waits
+    assert ingest.lease_acquire(state, running)  # the requeued copy on this host takes over
+    state.refresh_from_db()
+    assert state.lease_owner == running
 
 
 def test_a_lapsed_lease_is_taken_over(tenancy, simulator) -> None:
