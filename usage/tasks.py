@@ -77,7 +77,7 @@ def ingest_account_usage(account_id: int, since_iso: str | None = None, until_is
     # a copy Redis redelivers while this one still runs (visibility timeout) carries the same task
     # id, and must find the lease taken and skip rather than fetch and write alongside it.
     # (A copy Celery requeues because this process died takes the lease over: see lease_acquire.)
-    owner = ingest.execution_owner(ingest_account_usage.request.id)
+    owner = ingest.execution_owner(ingest_account_usage.request.id or "")
     if since_iso:
         end = datetime.fromisoformat(until_iso) if until_iso else timezone.now()
         run = ingest.usage_ingest_window(
