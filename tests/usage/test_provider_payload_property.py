@@ -28,6 +28,9 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from projects.money import loads_exact, to_units
+from tests import factories
+from usage import ingest
+from usage.models import RunStatus, UsageRecord
 from usage.providers.anthropic import AnthropicConnector
 from usage.providers.base import (
     AccountConfig,
@@ -105,6 +108,22 @@ OTHER_SHAPES: list[Json] = [
     [],
     None,
 ]
+# A whole page that is not the shape asked for (HTML error pages are caught earlier, by ProviderHTTP).
+ODD_BODIES: list[Json] = [
+    None,
+    [],
+    {},
+    "ok",
+    7,
+    {"data": None},
+    {"data": {}},
+    {"success": True},
+    {"success": True, "data": None},
+    {"success": True, "data": "[]"},
+    {"success": "true", "data": []},
+    {"success": False, "message": None},
+    {"error": {"message": "upstream error", "type": "server_error"}},
+]
 UNKNOWN_VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -148,7 +167,7 @@ def number_as_string(draw: st.DrawFn, value: int | Decimal) -> str:
 
 def mutate_once(draw: st.DrawFn, root: Json, kinds: tuple[str, ...]) -> str | None:
     """Apply one mutation of a drawn kind at a drawn place in ``root`` (in place); return what it did."""
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(st.sampled_from([k for k in kinds if k != "whole_body"]))  # whole_body: see mutated()
     places = list(walk(root))
     fits: dict[str, Callable[[Path_, Json], bool]] = {
         "unknown_field": lambda p, v: isinstance(v, dict),
@@ -160,6 +179,8 @@ def mutate_once(draw: st.DrawFn, root: Json, kinds: tuple[str, ...]) -> str | No
         "odd_value": lambda p, v: bool(p),
         "other": lambda p, v: isinstance(v, dict) and ("other" in v or "model_name" in v),
         "id": lambda p, v: is_id(p),
+        # The ids gateways number their rows with (request_id is a real id and may matter).
+        "row_id": lambda p, v: bool(p) and p[-1] in ("id", "user_id", "token_id"),
         "empty_list": lambda p, v: isinstance(v, list),
         "junk_item": lambda p, v: isinstance(v, list),
         "duplicate_item": lambda p, v: isinstance(v, list) and bool(v),
@@ -196,7 +217,7 @@ def mutate_once(draw: st.DrawFn, root: Json, kinds: tuple[str, ...]) -> str | No
     if kind == "missing":
         del parent[key]
         return f"{where}: removed"
-    if kind == "id":
+    if kind in ("id", "row_id"):
         choices: list[Json] = [0, "missing", str(value)]
         if isinstance(value, int) and not isinstance(value, bool):
             choices.append(value % 1024)
@@ -230,6 +251,7 @@ ALL_KINDS = (
     "junk_item",
     "duplicate_item",
     "has_more",
+    "whole_body",
 )
 # Mutations that carry no information: the parsed result must not change at all.
 HARMLESS_KINDS = ("unknown_field", "int_as_string")
@@ -242,6 +264,10 @@ def mutated(draw: st.DrawFn, pages: dict[str, Json], kinds: tuple[str, ...] = AL
     names = sorted(bodies)
     for _ in range(draw(st.integers(1, 6))):
         name = draw(st.sampled_from(names))
+        if "whole_body" in kinds and draw(st.integers(0, 15)) == 0:
+            bodies[name] = copy.deepcopy(draw(st.sampled_from(ODD_BODIES)))
+            note(f"{name}: whole body -> {bodies[name]!r}")
+            continue
         done = mutate_once(draw, bodies[name], kinds)
         if done:
             note(f"{name}: {done}")
@@ -408,7 +434,7 @@ def deepseek_balance(bodies: dict[str, Json]) -> list[Any]:
 def openrouter_balance(bodies: dict[str, Json]) -> list[Any]:
     def route(path: str, params: dict[str, Any], number: int) -> Json:
         if path.endswith("/credits"):
-            if bodies.get("credits") is None:  # an inference key: 403, then its own limit
+            if "credits" not in bodies:  # an inference key: 403, then its own limit
                 raise AuthError("403 Forbidden", status=403)
             return bodies["credits"]
         return bodies["key"]
@@ -528,6 +554,16 @@ def test_unknown_fields_and_integers_as_digit_strings_change_nothing(name: str, 
     assert call.run(bodies) == call.run(copy.deepcopy(call.pages))
 
 
+@pytest.mark.parametrize("name", ["newapi_usage", "oneapi_usage", "newapi_topups", "newapi_balance"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_gateway_ids_missing_zero_or_modulo_1024_change_nothing(name: str, data: st.DataObject) -> None:
+    # New API log ids wrap at 1024 and One API's are 0: no natural key may depend on them.
+    call = CALLS[name]
+    bodies = data.draw(mutated(call.pages, ("row_id",)))
+    assert call.run(bodies) == call.run(copy.deepcopy(call.pages))
+
+
 # --- cases the properties found (each crashed or produced an unstorable row before the fix) ------
 
 
@@ -610,3 +646,27 @@ def test_anthropic_cost_report_cents_up_to_the_storable_amount_still_parse() -> 
     bodies["cost_report"]["data"][0]["results"][2]["amount"] = "9999999999.00"  # cents: $99,999,999.99
     lines = CALLS["anthropic_costs"].run(bodies)
     assert Decimal("99999999.99") in {line.amount for line in lines}
+
+
+@pytest.mark.django_db
+def test_an_ingest_run_over_a_refused_row_ends_failed_with_the_reason_and_stores_nothing() -> None:
+    account = factories.make_account(factories.make_org(), "newapi", newapi_user_id=42)
+    bodies = copy.deepcopy(CALLS["newapi_usage"].pages)
+    day_end = START + timedelta(days=1)
+
+    def run() -> Any:
+        pages = [bodies["log_page1"], bodies["log_page2"], bodies["log_page3"]]
+        connector = connect(NewApiConnector, gateway_pages(pages, one_based=True), newapi_user_id=42)
+        return ingest.usage_ingest_window(account=account, start=START, end=day_end, connector=connector)
+
+    bodies["log_page1"]["data"]["items"][0]["completion_tokens"] = -480
+    refused = run()
+    # Was: "internal error: IntegrityError" from the usage_record CHECK constraint.
+    assert (refused.status, refused.error_kind) == (RunStatus.FAILED, ingest.ErrorKind.PROVIDER)
+    assert "output_tokens: must be between 0 and" in refused.error
+    assert not UsageRecord.objects.filter(provider_account=account).exists()
+
+    bodies["log_page1"]["data"]["items"][0]["completion_tokens"] = 480  # the provider fixes it
+    fixed = run()
+    assert fixed.status == RunStatus.SUCCESS
+    assert UsageRecord.objects.filter(provider_account=account).count() == 4
