@@ -14,11 +14,14 @@ from typing import Any, ClassVar
 
 from .base import Connector, CostLine, UsagePage, UsageRow
 from .common import (
+    MAX_AMOUNT,
     as_decimal,
     as_dict,
     as_int,
+    as_list,
     ceil_day,
     ceil_hour,
+    checked,
     floor_day,
     floor_hour,
     list_field,
@@ -63,7 +66,7 @@ class AnthropicConnector(Connector):
                 started = parse_rfc3339(bucket.get("starting_at"))
                 ended = parse_rfc3339(bucket["ending_at"]) if bucket.get("ending_at") else None
                 width = int((ended - started).total_seconds()) if ended else 3600
-                for result in bucket.get("results") or []:
+                for result in as_list(bucket.get("results"), "results"):
                     row = self.parse_result(as_dict(result), started, width)
                     if row is not None:
                         rows.append(row)
@@ -92,19 +95,21 @@ class AnthropicConnector(Connector):
             result.get("context_window") or "",
             result.get("inference_geo") or "",
         )
-        return UsageRow(
-            occurred_at=started,
-            model=model,
-            natural_key="|".join(str(d) for d in dims),
-            input_tokens=uncached + cache_read + cache_write,
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            output_tokens=output,
-            requests=requests,
-            bucket_seconds=max(width, 0),
-            cost=None,
-            key_external_id=key_id,
-            key_name=key_id,
+        return checked(
+            UsageRow(
+                occurred_at=started,
+                model=model,
+                natural_key="|".join(str(d) for d in dims),
+                input_tokens=uncached + cache_read + cache_write,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+                output_tokens=output,
+                requests=requests,
+                bucket_seconds=max(width, 0),
+                cost=None,
+                key_external_id=key_id,
+                key_name=key_id,
+            )
         )
 
     def fetch_costs(self, start: datetime, end: datetime) -> list[CostLine]:
@@ -121,9 +126,11 @@ class AnthropicConnector(Connector):
             for bucket in list_field(body):
                 bucket = as_dict(bucket)
                 day = parse_rfc3339(bucket.get("starting_at")).date()
-                for result in bucket.get("results") or []:
+                for result in as_list(bucket.get("results"), "results"):
                     result = as_dict(result)
                     model = str(result.get("model") or "") or str(result.get("cost_type") or "other")
                     currency = str(result.get("currency") or "USD").upper()
-                    totals[(day, model, currency)] += as_decimal(result.get("amount")) / CENTS
+                    totals[(day, model, currency)] += (
+                        as_decimal(result.get("amount"), MAX_AMOUNT * CENTS) / CENTS
+                    )
         return [CostLine(day=d, model=m, amount=a, currency=c) for (d, m, c), a in sorted(totals.items())]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from projects.money import MoneyError, loads_exact, quota_to_amount
 
 from .base import BalanceReading, Connector, TopUpReading, UsagePage, UsageRow
-from .common import as_decimal, as_dict, as_int, from_unix, to_unix
+from .common import as_decimal, as_dict, as_int, checked, from_unix, to_unix
 from .http import AuthError, ResponseError, TransientProviderError
 
 PAGE_SIZE = 100
@@ -220,23 +220,25 @@ class NewApiConnector(Connector):
         elif log_type == LOG_REFUND:
             # A refund gives quota back: negative cost, not a request.
             amount, quota, requests = -amount, -quota, 0
-        return UsageRow(
-            occurred_at=from_unix(created),
-            model=model,
-            natural_key=f"{base_key}#{seen[base_key]}",
-            input_tokens=input_tokens,
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            output_tokens=completion,
-            requests=requests,
-            cost=amount,
-            currency=self.config.currency,
-            raw_quota=quota,
-            status=status,
-            error_code=error_code,
-            latency_ms=self.latency_ms(item),
-            key_external_id=token_name,
-            key_name=token_name,
+        return checked(
+            UsageRow(
+                occurred_at=from_unix(created),
+                model=model,
+                natural_key=f"{base_key}#{seen[base_key]}",
+                input_tokens=input_tokens,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+                output_tokens=completion,
+                requests=requests,
+                cost=amount,
+                currency=self.config.currency,
+                raw_quota=quota,
+                status=status,
+                error_code=error_code,
+                latency_ms=self.latency_ms(item),
+                key_external_id=token_name,
+                key_name=token_name,
+            )
         )
 
     def fetch_topups(self) -> list[TopUpReading]:

@@ -18,8 +18,10 @@ from .common import (
     as_decimal,
     as_dict,
     as_int,
+    as_list,
     ceil_day,
     ceil_hour,
+    checked,
     floor_day,
     floor_hour,
     from_unix,
@@ -82,7 +84,7 @@ class OpenAIConnector(Connector):
                 bucket = as_dict(bucket)
                 started = as_int(bucket.get("start_time"))
                 width = as_int(bucket.get("end_time")) - started if bucket.get("end_time") else 3600
-                for result in bucket.get("results") or []:
+                for result in as_list(bucket.get("results"), "results"):
                     row = self.parse_result(as_dict(result), started, width)
                     if row is not None:
                         rows.append(row)
@@ -107,20 +109,22 @@ class OpenAIConnector(Connector):
             result.get("batch") if result.get("batch") is not None else "",
             result.get("service_tier") or "",
         )
-        return UsageRow(
-            occurred_at=from_unix(started),
-            model=model,
-            natural_key="|".join(str(d) for d in dims),
-            input_tokens=input_tokens,
-            # Cached tokens are a subset of input_tokens here; clamp against inconsistent buckets.
-            cache_read_tokens=min(cache_read, input_tokens),
-            cache_write_tokens=min(cache_write, max(0, input_tokens - cache_read)),
-            output_tokens=output_tokens,
-            requests=requests,
-            bucket_seconds=max(width, 0),
-            cost=None,
-            key_external_id=key_id,
-            key_name=key_id,
+        return checked(
+            UsageRow(
+                occurred_at=from_unix(started),
+                model=model,
+                natural_key="|".join(str(d) for d in dims),
+                input_tokens=input_tokens,
+                # Cached tokens are a subset of input_tokens here; clamp against inconsistent buckets.
+                cache_read_tokens=min(cache_read, input_tokens),
+                cache_write_tokens=min(cache_write, max(0, input_tokens - cache_read)),
+                output_tokens=output_tokens,
+                requests=requests,
+                bucket_seconds=max(width, 0),
+                cost=None,
+                key_external_id=key_id,
+                key_name=key_id,
+            )
         )
 
     def fetch_costs(self, start: datetime, end: datetime) -> list[CostLine]:
@@ -138,7 +142,7 @@ class OpenAIConnector(Connector):
             for bucket in list_field(body):
                 bucket = as_dict(bucket)
                 day = from_unix(bucket.get("start_time")).date()
-                for result in bucket.get("results") or []:
+                for result in as_list(bucket.get("results"), "results"):
                     result = as_dict(result)
                     amount = as_dict(result.get("amount"))
                     line_item = str(result.get("line_item") or "")

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from .base import BalanceReading, Connector, UsagePage, UsageRow
-from .common import as_decimal, as_dict, as_int, list_field
+from .common import as_decimal, as_dict, as_int, checked, list_field
 from .http import AuthError, ResponseError
 
 
@@ -75,13 +75,15 @@ class OpenRouterConnector(Connector):
             if any(rest):
                 cost, requests, prompt, completion, reasoning = rest
                 rows.append(
-                    replace(
-                        row,
-                        cost=cost,
-                        requests=int(requests),
-                        input_tokens=int(prompt),
-                        output_tokens=int(completion),
-                        reasoning_tokens=int(reasoning),
+                    checked(
+                        replace(
+                            row,
+                            cost=cost,
+                            requests=int(requests),
+                            input_tokens=int(prompt),
+                            output_tokens=int(completion),
+                            reasoning_tokens=int(reasoning),
+                        )
                     )
                 )
         yield UsagePage(rows=rows)
@@ -111,18 +113,20 @@ class OpenRouterConnector(Connector):
             ):
                 acc[index] += value
         return [
-            UsageRow(
-                occurred_at=datetime.fromisoformat(day).replace(tzinfo=UTC),
-                model=model,
-                natural_key=f"{day}|{model}|{key_id or '(rest)'}",
-                cost=cost,
-                requests=int(requests),
-                input_tokens=int(prompt),
-                output_tokens=int(completion),
-                reasoning_tokens=int(reasoning),
-                bucket_seconds=86400,
-                key_external_id=key_id,
-                key_name=key_id,
+            checked(
+                UsageRow(
+                    occurred_at=datetime.fromisoformat(day).replace(tzinfo=UTC),
+                    model=model,
+                    natural_key=f"{day}|{model}|{key_id or '(rest)'}",
+                    cost=cost,
+                    requests=int(requests),
+                    input_tokens=int(prompt),
+                    output_tokens=int(completion),
+                    reasoning_tokens=int(reasoning),
+                    bucket_seconds=86400,
+                    key_external_id=key_id,
+                    key_name=key_id,
+                )
             )
             for (day, model), (cost, requests, prompt, completion, reasoning) in sorted(totals.items())
         ]
