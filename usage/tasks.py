@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from functools import partial
 
-from billiard.exceptions import WorkerLostError
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import shared_task
 from celery.signals import task_failure
 from django.conf import settings
@@ -104,17 +104,22 @@ def on_worker_lost(
     args: tuple[object, ...] | None = None,
     **kwargs: object,
 ) -> None:
-    """In the worker's main process: a pool child died running an ingest (os._exit, OOM kill).
+    """In the worker's main process: a pool child died running an ingest (os._exit, OOM kill), or
+    the pool killed it at the hard time limit.
 
     Celery acks the message (task_reject_on_worker_lost is off), so nothing would ever close the
     run: record it as "crashed" with Celery's reason and free the lease now. After CRASH_LIMIT
     such runs in a row the stream stops being run (see ingest.CRASH_LIMIT).
     """
-    if not isinstance(exception, WorkerLostError) or not task_id or not args:
+    if not task_id or not args:
         return
-    ingest.stream_run_crashed(
-        account_id=int(str(args[0])), stream=Stream.USAGE, task_id=task_id, reason=str(exception)[:200]
-    )
+    if isinstance(exception, TimeLimitExceeded):
+        reason = f"killed at the hard time limit of {exception.args[0] if exception.args else '?'} s"
+    elif isinstance(exception, WorkerLostError):
+        reason = str(exception)[:200]
+    else:
+        return
+    ingest.stream_run_crashed(account_id=int(str(args[0])), stream=Stream.USAGE, task_id=task_id, reason=reason)
 
 
 def due_accounts(*, stream: str, default_minutes: int, now: datetime) -> list[ProviderAccount]:

@@ -2,7 +2,8 @@
 
 Started as ``celery -A tests.faults.poison_worker worker --pool prefork``. Accounts named
 ``poison-exit`` make the child call ``os._exit(1)`` in the middle of their ingest; ``poison-oom``
-makes it allocate 256 MB and die by SIGKILL, as the kernel's OOM killer ends a process. Every other
+makes it allocate 256 MB and die by SIGKILL, as the kernel's OOM killer ends a process;
+``poison-hang`` makes it hang until the pool kills it at the hard time limit. Every other
 account ingests normally. ``QB_TEST_REJECT_ON_WORKER_LOST=1`` turns task_reject_on_worker_lost on.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
 from config.celery import app
@@ -42,6 +45,13 @@ def _poison(**kwargs: Any) -> None:
     def poisoned(lease: Any, *args: Any, **kw: Any) -> None:
         if lease.account.name == "poison-exit":
             os._exit(1)
+        if lease.account.name == "poison-hang":
+            # Stuck like a call inside C: deaf to the soft time limit, until the pool kills the child.
+            while True:
+                try:
+                    time.sleep(3600)
+                except SoftTimeLimitExceeded:
+                    continue
         if lease.account.name == "poison-oom":
             ballast = bytearray(256 << 20)
             os.kill(os.getpid(), signal.SIGKILL)

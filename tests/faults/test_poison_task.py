@@ -113,3 +113,37 @@ def test_a_payload_that_kills_its_child_is_tried_at_most_the_limit_then_failed_w
     assert not IngestRun.objects.filter(
         provider_account=healthy, stream=Stream.USAGE, finished_at__isnull=True
     ).exists()
+
+
+def test_a_run_killed_at_the_hard_time_limit_is_closed_as_crashed_and_frees_the_lease(
+    tenancy, simulator, tmp_path
+) -> None:
+    """The pool kills a child that outlives ``time_limit``; the main process closes its run at once
+    (otherwise it would stay "running" and hold the lease for LEASE_DURATION)."""
+    from config.celery import app as celery_app
+    from usage.models import StreamState
+
+    from ..celery_worker import broker_url
+    from usage.tasks import ingest_account_usage
+
+    hang = poison_account(tenancy.org, simulator, "poison-hang")
+    start, end = SIM_NOW - timedelta(hours=6), SIM_NOW
+    with running_worker(tmp_path, pool="prefork", app="tests.faults.poison_worker") as worker:
+        with celery_app.connection_for_write(worker.options.get("broker") or broker_url()) as conn:
+            ingest_account_usage.apply_async(
+                args=[hang.pk, start.isoformat(), end.isoformat()],
+                queue=worker.queue,
+                connection=conn,
+                # For this message only (the task's own are 600 / 660 s); the hang ignores the soft one.
+                soft_time_limit=1,
+                time_limit=3,
+            )
+        worker.wait_until(lambda: finished_runs(hang), "the hung run to be closed", WAIT)
+        # The pool serves on: the next run of the same source is not blocked by a stale lease.
+        assert worker.process is not None and worker.process.poll() is None
+    [run] = finished_runs(hang)
+    assert (run.status, run.error_kind) == (RunStatus.FAILED, ErrorKind.CRASHED)
+    assert "killed at the hard time limit of 3 s" in run.error, run.error
+    state = StreamState.objects.get(provider_account=hang, stream=Stream.USAGE)
+    assert (state.lease_owner, state.lease_until) == ("", None)
+    assert "Hard time limit (3" in worker.output(limit=None)
