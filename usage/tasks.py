@@ -119,7 +119,9 @@ def on_worker_lost(
         reason = str(exception)[:200]
     else:
         return
-    ingest.stream_run_crashed(account_id=int(str(args[0])), stream=Stream.USAGE, task_id=task_id, reason=reason)
+    ingest.stream_run_crashed(
+        account_id=int(str(args[0])), stream=Stream.USAGE, task_id=task_id, reason=reason
+    )
 
 
 def due_accounts(*, stream: str, default_minutes: int, now: datetime) -> list[ProviderAccount]:

@@ -122,9 +122,9 @@ def test_a_run_killed_at_the_hard_time_limit_is_closed_as_crashed_and_frees_the_
     (otherwise it would stay "running" and hold the lease for LEASE_DURATION)."""
     from config.celery import app as celery_app
     from usage.models import StreamState
+    from usage.tasks import ingest_account_usage
 
     from ..celery_worker import broker_url
-    from usage.tasks import ingest_account_usage
 
     hang = poison_account(tenancy.org, simulator, "poison-hang")
     start, end = SIM_NOW - timedelta(hours=6), SIM_NOW
