@@ -29,7 +29,7 @@ from django.db import connections, router
 
 from config.settings import database_from_url
 
-from ..usage.conftest import simulator  # noqa: F401  (the provider simulator fixture)
+from ..usage.conftest import loopback, simulator  # noqa: F401  (the provider simulator and loopback fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 
