@@ -28,28 +28,6 @@ UPSERT_BATCH = 2000
 # Batches at least this large take the COPY path on PostgreSQL; smaller ones are not worth a temp table.
 COPY_THRESHOLD = 200
 COPY_BATCH = 20_000
-# Fields that an upsert may change; comparing them decides "updated" vs "unchanged".
-UPDATABLE_FIELDS = (
-    "project_id",
-    "api_key_id",
-    "occurred_at",
-    "bucket_seconds",
-    "model",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-    "cost",
-    "currency",
-    "cost_source",
-    "price_id",
-    "raw_quota",
-    "status",
-    "error_code",
-    "latency_ms",
-)
 # The order of the values the upsert builds for each row: every stored column but the primary key and
 # ``ingested_at`` (the writers stamp that). A test checks it covers UsageRecord's columns exactly.
 CANDIDATE_COLUMNS = (
@@ -76,6 +54,13 @@ CANDIDATE_COLUMNS = (
     "error_code",
     "latency_ms",
     "dedupe_key",
+)
+# Fields that an upsert may change; comparing them decides "updated" vs "unchanged". The rest say
+# whose row it is (organization, account, source) and which (the dedupe key).
+UPDATABLE_FIELDS = tuple(
+    name
+    for name in CANDIDATE_COLUMNS
+    if name not in {"organization_id", "provider_account_id", "source", "dedupe_key"}
 )
 _UPDATABLE_INDEXES = tuple(CANDIDATE_COLUMNS.index(name) for name in UPDATABLE_FIELDS)
 _OCCURRED_AT = CANDIDATE_COLUMNS.index("occurred_at")
