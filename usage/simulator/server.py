@@ -1945,6 +1945,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "gzip" in (self.headers.get("Accept-Encoding") or ""):
             payload = gzip.compress(payload, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
+        # Logged before the reply goes out, so a client that has its answer finds it in the log.
+        self._record(slug, url, status, fault_name)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -1955,7 +1957,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
-        self._record(slug, url, status, fault_name)
 
     def _record(self, slug: str, url: Any, status: int, fault: str) -> None:
         self.sim.request_log.append(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -27,9 +28,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Provider simulator on {base} (seed {options['seed']}, anchor {simulator.anchor})")
         for account in DEFAULT_WORLD.accounts:
             self.stdout.write(f"  {account.kind:<10} {simulator.account_url(account.slug)}")
+        # Handlers of our own for Ctrl-C and SIGTERM: a process started in the background by a
+        # non-interactive shell inherits SIGINT as ignored, and Python then never raises
+        # KeyboardInterrupt, so Ctrl-C semantics must not depend on how we were started.
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
+            stop.wait()
             self.stdout.write("Stopping.")
         finally:
             simulator.stop()
