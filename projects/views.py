@@ -58,8 +58,10 @@ def _members_context(access: OrgAccess, add_form: MemberAddForm | None = None) -
         Membership.objects.filter(organization=org).select_related("user").order_by("user__username")
     )
     owned: dict[int, list[str]] = {}
-    for owner_id, name in Project.objects.filter(organization=org, owner__isnull=False).values_list(
-        "owner_id", "name"
+    for owner_id, name in (
+        Project.objects.filter(organization=org, owner__isnull=False)
+        .order_by("name")
+        .values_list("owner_id", "name")
     ):
         owned.setdefault(owner_id, []).append(name)
     return {
@@ -136,9 +138,22 @@ def member_role(request: AuthedRequest, org_slug: str, username: str) -> HttpRes
         messages.success(request, f"You are now {membership.get_role_display()}.")
         return _htmx_aware_redirect(request, "member_list", access.organization.slug)
     if request.htmx:
-        context = _members_context(access)
-        owned: list[str] = next((o for other, o in context["members"] if other.pk == membership.pk), [])
-        context.update({"m": membership, "owned": owned, "row_error": error, "row_saved": not error})
+        # Only this member's row is rendered: it needs the projects they own, not the whole list.
+        owned = list(
+            Project.objects.filter(organization=access.organization, owner_id=membership.user_id)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+        context = {
+            "access": access,
+            "org": access.organization,
+            "roles": Role.choices,
+            "can_manage": True,
+            "m": membership,
+            "owned": owned,
+            "row_error": error,
+            "row_saved": not error,
+        }
         return render(request, f"{MEMBERS_TEMPLATE}#member-row", context)
     if error:
         messages.error(request, error)
@@ -159,12 +174,13 @@ def member_remove_view(request: AuthedRequest, org_slug: str, username: str) -> 
         orphaned = member_remove(membership=membership, by=request.user)
     except MembershipError as exc:
         messages.error(request, str(exc))
-        return redirect("member_list", org_slug=access.organization.slug)
+        return _htmx_aware_redirect(request, "member_list", access.organization.slug)
     note = f" {orphaned} project(s) they owned now have no owner." if orphaned else ""
     messages.success(request, f"{name} removed from {access.organization.name}.{note}")
     if membership.user_id == request.user.pk:
-        return redirect("home")
-    return redirect("member_list", org_slug=access.organization.slug)
+        home = redirect("home")
+        return HttpResponse(status=204, headers={"HX-Redirect": home["Location"]}) if request.htmx else home
+    return _htmx_aware_redirect(request, "member_list", access.organization.slug)
 
 
 def _htmx_aware_redirect(request: AuthedRequest, name: str, org_slug: str) -> HttpResponse:

@@ -123,6 +123,28 @@ def test_removing_a_member_locks_them_out_and_unowns_their_projects(tenancy: Ten
 
 
 @pytest.mark.django_db
+def test_htmx_remove_asks_first_and_sends_the_whole_page_back_to_the_list(tenancy: Tenancy) -> None:
+    client = client_for(tenancy.admin)
+    page = client.get(_url(tenancy)).content.decode()
+    # The confirmation is htmx's (the CSP would block an inline onclick confirm).
+    assert 'hx-confirm="Remove viewer from Acme AI? They lose access at once."' in page
+    response = client.post(_url(tenancy, "viewer", "remove"), headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response["HX-Redirect"] == _url(tenancy)
+    assert "viewer" not in _roles(tenancy)
+    assert "viewer removed from Acme AI." in client.get(_url(tenancy)).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_htmx_role_row_lists_the_projects_the_member_owns(tenancy: Tenancy) -> None:
+    factories.make_project(tenancy.org, "Another", slug="another", owner=tenancy.owner)
+    response = client_for(tenancy.admin).post(
+        _url(tenancy, "owner", "role"), {"role": "finance"}, headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    assert f"Another, {tenancy.project.name}" in html and "Saved: now Finance." in html
+
+
+@pytest.mark.django_db
 def test_members_of_another_organization_are_404_even_for_an_admin(tenancy: Tenancy) -> None:
     """The outsider is an admin of Globex: Acme's admin can neither see nor change them via Acme's URLs."""
     client = client_for(tenancy.admin)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from django.core.cache import cache
 from django.test import Client, override_settings
@@ -99,3 +102,15 @@ def test_a_session_key_stolen_before_logout_is_dead_after_it(tenancy: Tenancy) -
     client.post("/logout/")
     after = replay.get(f"/o/{tenancy.org.slug}/")
     assert after.status_code == 302 and after["Location"].startswith("/login/")
+
+
+def test_no_template_carries_inline_script_or_event_handler_attributes() -> None:
+    """The CSP blocks inline scripts, so an ``onclick=`` would silently do nothing (a confirm skipped)."""
+    handler = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE | re.DOTALL)
+    inline = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
+    found = []
+    for path in sorted(Path("templates").rglob("*.html")):
+        text = path.read_text()
+        found += [f"{path}: {m.group(0)[:60]}" for m in handler.finditer(text)]
+        found += [f"{path}: {m.group(0)}" for m in inline.finditer(text)]
+    assert found == []

@@ -16,8 +16,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from projects.models import Membership, Role
 from tests import factories
-from tests.conftest import client_for
+from tests.conftest import Tenancy, client_for
 from tests.usage.analytics_data import UsageData
 from usage.models import IngestRun, Stream, StreamState
 from usage.panels import PANELS
@@ -170,3 +171,31 @@ def test_every_analytics_page_runs_a_locked_query_count_independent_of_data_size
     large = {page[0]: count_queries(client, usage_data, page) for page in PAGES}
     assert large == small
     assert small == LOCKED
+
+
+def test_the_members_page_and_the_htmx_role_row_run_a_locked_query_count(tenancy: Tenancy) -> None:
+    """Five members or fifteen, each owning projects: the same queries (no per-member lookups)."""
+    client = client_for(tenancy.admin)
+    members = reverse("member_list", args=[tenancy.org.slug])
+    role = reverse("member_role", args=[tenancy.org.slug, "viewer"])
+
+    def counts(new_role: str) -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as page:
+            assert client.get(members).status_code == 200
+        with CaptureQueriesContext(connection) as row:
+            response = client.post(role, {"role": new_role}, headers={"HX-Request": "true"})
+            assert (
+                response.status_code == 200 and f"Saved: now {new_role.title()}." in response.content.decode()
+            )
+        return len(page.captured_queries), len(row.captured_queries)
+
+    small = counts("finance")
+    for n in range(10):
+        user = factories.make_user(f"extra{n}")
+        Membership.objects.create(user=user, organization=tenancy.org, role=Role.VIEWER)
+        factories.make_project(tenancy.org, f"Owned {n}", slug=f"owned-{n}", owner=user)
+    assert counts("viewer") == small
+    # Page: session, user, your membership, the members with their users, owned projects, the org
+    # switcher. Row: session, user, your membership, theirs, the role change under the org-row lock
+    # (lock, update), their projects.
+    assert small == (6, 8)
