@@ -431,8 +431,18 @@ def cost_drivers(
     total_now = sum(s.requests for s in current)
     total_before = sum(s.requests for s in previous)
 
-    def model_share(stats: Sequence[DriverStats], model: str, total: int) -> Decimal | None:
-        ratio = safe_ratio(Decimal(sum(s.requests for s in stats if s.model == model)), Decimal(total))
+    def requests_by_model(stats: Sequence[DriverStats]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in stats:
+            counts[s.model] = counts.get(s.model, 0) + s.requests
+        return counts
+
+    # Summed once per month: asking per driver would rescan every pair for each one (pairs squared).
+    model_requests_now = requests_by_model(current)
+    model_requests_before = requests_by_model(previous)
+
+    def model_share(counts: Mapping[str, int], model: str, total: int) -> Decimal | None:
+        ratio = safe_ratio(Decimal(counts.get(model, 0)), Decimal(total))
         return None if ratio is None else ratio * HUNDRED
 
     drivers = []
@@ -443,8 +453,8 @@ def cost_drivers(
         if delta <= 0:
             continue
         money = format_money(delta, currency)
-        share_now = model_share(current, now.model, total_now)
-        share_before = model_share(previous, now.model, total_before) or ZERO
+        share_now = model_share(model_requests_now, now.model, total_now)
+        share_before = model_share(model_requests_before, now.model, total_before) or ZERO
         if now.key_id and now.key_id not in keys_before:
             reason = "new_key"
             text = f"New key {now.key_name}: +{money}, no requests last month"

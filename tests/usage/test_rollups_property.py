@@ -1,5 +1,7 @@
-"""M2: after any sequence of ingests, overlapping re-ingests, revisions, late rows and rebuilds,
-Σ rollup == Σ raw == the model of what was sent, exactly, per (project, key, model, local day).
+"""M2: after any sequence of ingests, overlapping re-ingests, revisions, late rows, crashes mid-batch,
+month closes and reopens, and rebuilds, Σ rollup == Σ raw == the model of what was sent, exactly, per
+(project, key, model, local day); a closed month's statement keeps the figures it was closed with and
+its restatement delta is exactly what was sent since.
 
 The organization is in Australia/Lord_Howe (30-minute DST change on 2026-04-05, +11:00 -> +10:30)
 and the rows straddle the March/April month boundary.
@@ -11,6 +13,8 @@ import zoneinfo
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,6 +27,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from billing.models import MonthStatement, StatementStatus
+from billing.services.statements import (
+    StatementError,
+    period_close,
+    period_reopen,
+    restatement_delta,
+    statement_lines,
+    statement_verify,
+)
 from tests import factories
 from usage.models import UsageDaily, UsageHourly, UsageRecord
 from usage.providers.base import UsageRow
@@ -35,6 +48,12 @@ WINDOW_MINUTES = 9 * 24 * 60
 NATURAL_KEYS = [f"nk{n}" for n in range(12)]
 KEYS = ["ka", "kb", ""]  # ka belongs to project "p"; kb is created unassigned on first sight; "" is no key
 MODELS = ["m-large", "m-small"]
+MARCH = date(2026, 3, 1)  # the local month the window starts in; closing it is allowed from April
+
+
+class InjectedCrash(RuntimeError):
+    """The process "dies" part-way through an ingest (raised from inside its transaction)."""
+
 
 Dims = tuple[str | None, str | None, str, date]
 
@@ -84,6 +103,21 @@ class RollupMachine(RuleBasedStateMachine):
         # make_key suffixes names; pin the external id the rows use.
         self.org.api_keys.filter(name__startswith="ka").update(external_id="ka")
         self.sent: dict[str, UsageRow] = {}
+        # March's cost per model when it was closed (None while it is not closed).
+        self.frozen: dict[str, Decimal] | None = None
+        from django.db import connection
+
+        import usage.services as services
+
+        self._copy_path = connection.vendor == "postgresql" and services.COPY_THRESHOLD <= 1
+
+    def _march_by_model(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        for row in self.sent.values():
+            if row.occurred_at.astimezone(TZ).date().replace(day=1) == MARCH:
+                assert row.cost is not None
+                totals[row.model] += row.cost
+        return {model: cost for model, cost in totals.items() if cost}
 
     def _ingest(self, rows: list[UsageRow]) -> None:
         usage_rows_upsert(organization=self.org, rows=rows, account=self.account)
@@ -115,6 +149,63 @@ class RollupMachine(RuleBasedStateMachine):
     def late_row(self, row: UsageRow) -> None:
         self._ingest([row])
 
+    @rule(
+        rows=st.lists(rows_strategy(moments), min_size=2, max_size=6),
+        where=st.sampled_from(["second chunk", "rollups", "after everything"]),
+    )
+    def crash_mid_batch(self, rows: list[UsageRow], where: str) -> None:
+        """An ingest dies part-way (after its first chunk, before or after its rollups): nothing of it lands."""
+        import usage.services as services
+
+        calls = {"writes": 0}
+        write = services._write_postgres if self._copy_path else services._write_generic
+
+        def second_write_dies(*args: Any, **kwargs: Any) -> Any:
+            calls["writes"] += 1
+            if calls["writes"] == 2:
+                raise InjectedCrash(where)
+            return write(*args, **kwargs)
+
+        def dies(*args: Any, **kwargs: Any) -> None:
+            raise InjectedCrash(where)
+
+        target = {
+            "second chunk": ("_write_postgres" if self._copy_path else "_write_generic", second_write_dies),
+            "rollups": ("rollup_refresh_days", dies),
+            "after everything": ("_touch_keys_last_used", dies),
+        }[where]
+        # One row per chunk, so "the second chunk" is a real mid-batch point on both write paths.
+        with (
+            mock.patch.object(services, "UPSERT_BATCH", 1),
+            mock.patch.object(services, "COPY_BATCH", 1),
+            mock.patch.object(services, target[0], target[1]),
+        ):
+            try:
+                usage_rows_upsert(organization=self.org, rows=rows, account=self.account)
+            except InjectedCrash:
+                return  # not recorded in self.sent: the invariants check that nothing of it landed
+        # The crash point was not reached (the COPY path updates rollups inside its INSERT; a batch
+        # of rows already stored unchanged refreshes no rollups): the ingest completed and its rows count.
+        for row in rows:
+            self.sent[row.natural_key] = row
+
+    @rule()
+    def close_march(self) -> None:
+        """Finance closes March; the statement freezes what was sent for it so far."""
+        try:
+            period_close(organization=self.org, month=MARCH, user=None, today=date(2026, 5, 1))
+        except StatementError:
+            assert self.frozen is not None  # only an already closed month refuses
+            return
+        assert self.frozen is None
+        self.frozen = self._march_by_model()
+
+    @precondition(lambda self: self.frozen is not None)
+    @rule()
+    def reopen_march(self) -> None:
+        period_reopen(organization=self.org, month=MARCH, user=None, reason="late rows")
+        self.frozen = None
+
     @rule(since=st.one_of(st.none(), st.dates(date(2026, 3, 28), date(2026, 4, 10))))
     def rebuild(self, since: date | None) -> None:
         rollup_rebuild(organization=self.org, since=since)
@@ -122,6 +213,28 @@ class RollupMachine(RuleBasedStateMachine):
     @rule(days=st.lists(st.dates(date(2026, 2, 15), date(2026, 4, 10)), min_size=1, max_size=4))
     def refresh_days(self, days: list[date]) -> None:
         rollup_refresh_days(organization=self.org, days=days)
+
+    @invariant()
+    def a_closed_march_keeps_its_figures_and_its_delta_is_what_came_since(self) -> None:
+        statement = MonthStatement.objects.filter(
+            organization=self.org, month=MARCH, status=StatementStatus.CLOSED
+        ).first()
+        assert (statement is None) == (self.frozen is None)
+        if statement is None or self.frozen is None:
+            return
+        assert statement_verify(statement)
+        filed: dict[str, Decimal] = defaultdict(Decimal)
+        for line in statement_lines(statement):
+            filed[line.model] += line.cost
+        assert {m: c for m, c in filed.items() if c} == self.frozen
+        since: dict[str, Decimal] = defaultdict(Decimal)
+        for delta in restatement_delta(statement=statement):
+            since[delta.line.model] += delta.cost
+        now = self._march_by_model()
+        expected = {
+            m: now.get(m, Decimal(0)) - self.frozen.get(m, Decimal(0)) for m in set(now) | set(self.frozen)
+        }
+        assert {m: c for m, c in since.items() if c} == {m: c for m, c in expected.items() if c}
 
     @invariant()
     def rollups_equal_raw_equal_sent(self) -> None:
