@@ -61,8 +61,15 @@ def loads_records(text: str | bytes) -> Any:
     return json.loads(text, parse_int=parse_int, parse_float=parse_float, parse_constant=InvalidNumber)
 
 
+# "7.243E-7": what Python's str(Decimal) gives for small amounts, so clients send it.
+_EXPONENT_COST = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?[eE][-+]?[0-9]{1,2}$")
+
+
 def _cost_text(value: Any) -> Any:
-    # JSON numbers arrive as exact Decimals; the documented form is a decimal string.
+    # JSON numbers arrive as exact Decimals; the documented form is a decimal string. A string in
+    # exponent form is the same exact amount: written out in full, then held to COST_PATTERN.
+    if isinstance(value, str) and _EXPONENT_COST.match(value.strip()):
+        value = Decimal(value.strip())
     if isinstance(value, Decimal):
         return format(value, "f") if value.is_finite() else "NaN"
     if isinstance(value, int) and not isinstance(value, bool):

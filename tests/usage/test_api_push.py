@@ -119,6 +119,25 @@ def test_non_finite_and_huge_json_numbers_reject_only_their_record(tenancy: Tena
     assert [r["index"] for r in response.json()["rejected"]] == [1, 2, 3]
 
 
+def test_costs_in_exponent_form_are_stored_exactly_and_absurd_ones_rejected(tenancy: Tenancy) -> None:
+    """Python's str(Decimal("0.0000007243")) is "7.243E-7": clients send it, so it is the same amount."""
+    secret = make_token(tenancy)
+    body = {
+        "records": [
+            record(0, cost=str(Decimal("7243") / Decimal(10**10))),
+            record(1, cost="1.5e+2"),
+            record(2, cost="1e-30"),
+            record(3, cost="2E12"),
+        ]
+    }
+    response = post(secret, body)
+
+    assert response.status_code == 200 and response.json()["accepted"] == 2
+    assert [r["index"] for r in response.json()["rejected"]] == [2, 3]
+    assert all("cost" in r["reason"] for r in response.json()["rejected"])
+    assert stored_cost(tenancy) == Decimal("150.0000007243")
+
+
 def test_a_token_limited_to_project_a_cannot_write_project_b(tenancy: Tenancy) -> None:
     secret = make_token(tenancy, project=tenancy.project)
     batch = {"records": [record(0), record(1, project=tenancy.other_project.slug)]}
