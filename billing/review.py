@@ -238,17 +238,22 @@ class Breakdown:
     organization_budgets: list[BudgetVariance]
 
 
-def spend_breakdown(*, organization: Organization, window: MonthWindow) -> Breakdown:
+def spend_breakdown(
+    *, organization: Organization, window: MonthWindow, grid: SpendGrid | None = None
+) -> Breakdown:
     """Return spend by project and by model (per currency) with budget, variance and forecast.
 
     Budgets attach to rows they describe exactly: a project budget without a model scope to its
     project row, an organization budget limited to one model to that model's row; organization-wide
-    budgets are returned separately. One grid query covers last month, this month and the trailing window.
+    budgets are returned separately. One grid query covers last month, this month and the trailing
+    window, unless ``grid`` is given (for a past month, ``MonthDigest.month_grid`` serves: every sum
+    here is over whole months).
     """
     today = window.today
-    grid_start = window.previous
-    grid_end = min(window.last, today) if window.is_current else window.last
-    grid = spend_grid(organization=organization, start=grid_start, end=grid_end)
+    if grid is None:
+        grid_start = window.previous
+        grid_end = min(window.last, today) if window.is_current else window.last
+        grid = spend_grid(organization=organization, start=grid_start, end=grid_end)
     budgets: list[Budget] = budgets_for_org(organization=organization)
     variances = budget_variances(budgets=budgets, grid=grid, month=window.month, today=today)
     by_project: dict[tuple[object, str], BudgetVariance] = {}
@@ -357,9 +362,17 @@ class Peaks:
 WEEKDAY_NAMES = {1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat", 7: "Sun"}
 
 
-def peak_periods(*, organization: Organization, window: MonthWindow, currency: str) -> Peaks:
-    """The month's costliest local days and weekday x hour cells (from the hourly rollup)."""
-    days = spend_by_day(organization=organization, flt=window.flt, currency=currency)
+def peak_periods(
+    *, organization: Organization, window: MonthWindow, currency: str, daily: Sequence[DailySpend]
+) -> Peaks:
+    """The month's costliest local days (summed from ``daily``, the month's spend per day in
+    ``currency``, grouped or not) and weekday x hour cells (from the hourly rollup)."""
+    per_day: dict[date, list[Any]] = {}
+    for d in daily:
+        acc = per_day.setdefault(d.day, [ZERO, 0])
+        acc[0] += d.cost
+        acc[1] += d.requests
+    days = [DailySpend(day, "Spend", cost, requests) for day, (cost, requests) in per_day.items()]
     hours = peak_hours(organization=organization, flt=window.flt, currency=currency)
     return Peaks(
         days=sorted(days, key=lambda d: (-d.cost, d.day))[:PEAK_LIMIT],
@@ -597,13 +610,19 @@ def _likely_cause(
     return " ".join(causes)
 
 
-def balance_reconciliation(*, organization: Organization, window: MonthWindow) -> list[Reconciliation]:
+def balance_reconciliation(
+    *,
+    organization: Organization,
+    window: MonthWindow,
+    account_spend: Mapping[tuple[int, str], Decimal] | None = None,
+) -> list[Reconciliation]:
     """Return one reconciliation per provider account (in the account's currency) for the month.
 
     Opening = the last reading at or before the month start; closing = the last at or before the
     month end (start of the next local month). Top-ups count when credited inside the month
-    (amount + bonus); spend is the account's rollup spend over the month's local days.
-    Four queries whatever the number of accounts.
+    (amount + bonus); spend is the account's rollup spend over the month's local days
+    (``account_spend`` per (account id, currency) when the caller has it, e.g. from the digest).
+    Four queries whatever the number of accounts (three with ``account_spend``).
     """
 
     def reading(at: datetime) -> Subquery:
@@ -647,18 +666,22 @@ def balance_reconciliation(*, organization: Organization, window: MonthWindow) -
         key = (topup.provider_account_id, topup.currency)
         credited[key] = credited.get(key, ZERO) + topup.amount + topup.bonus
         counts[key] = counts.get(key, 0) + 1
-    spend = {
-        (r["provider_account_id"], r["currency"]): r["cost"] or ZERO
-        for r in UsageDaily.objects.filter(
-            organization=organization,
-            provider_account_id__in=ids,
-            day__gte=window.first,
-            day__lte=window.last,
-        )
-        .values("provider_account_id", "currency")
-        .annotate(cost=Sum("cost"))
-        .order_by()
-    }
+    spend = (
+        account_spend
+        if account_spend is not None
+        else {
+            (r["provider_account_id"], r["currency"]): r["cost"] or ZERO
+            for r in UsageDaily.objects.filter(
+                organization=organization,
+                provider_account_id__in=ids,
+                day__gte=window.first,
+                day__lte=window.last,
+            )
+            .values("provider_account_id", "currency")
+            .annotate(cost=Sum("cost"))
+            .order_by()
+        }
+    )
     result = []
     for account in accounts:
         key = (account.pk, account.currency)
@@ -711,6 +734,8 @@ class _DigestRow:
     month: date
     currency: str
     failed: bool
+    project_id: int | None
+    account_id: int | None
     key_id: str
     key_name: str
     model: str
@@ -726,12 +751,15 @@ class _DigestRow:
 
 @dataclass(frozen=True)
 class MonthDigest:
-    """The daily rollup of this month and last, summed per (month, currency, status, key, model).
+    """The daily rollup of this month and last, summed per (month, currency, status, key, model,
+    project, provider account).
 
-    Two queries instead of eight (currencies, totals of both months, unit cost, tokens, failed
-    requests, drivers of both months each scanned the same two months of rollup rows); the rows
-    are few (months x keys x models x statuses x currencies) and everything below sums them in
-    Python, exactly (Decimals). The two months are whole local months, so the month bucket is exact.
+    Two queries instead of ten (currencies, totals of both months, unit cost, tokens, failed
+    requests, drivers of both months, a past month's project x model grid and the accounts' spend
+    each scanned the same two months of rollup rows); the rows are few (a key belongs to one
+    project and one account, so months x keys x models x statuses x currencies) and everything
+    below sums them in Python, exactly (Decimals). The two months are whole local months, so the
+    month bucket is exact.
     """
 
     window: MonthWindow
@@ -810,6 +838,27 @@ class MonthDigest:
             if failed
         ]
 
+    def month_grid(self) -> SpendGrid:
+        """A SpendGrid with each month's spend on the month's first day.
+
+        Exact for every sum over whole months (a past month's breakdown and budget variances), not
+        for a day-by-day read such as the open month's trailing average.
+        """
+        by_day: dict[tuple[int | None, str, str], dict[date, Decimal]] = {}
+        for r in self.rows:
+            days = by_day.setdefault((r.project_id, r.model, r.currency), {})
+            days[r.month] = days.get(r.month, ZERO) + r.cost
+        return SpendGrid(by_day=by_day)
+
+    def account_spend(self) -> dict[tuple[int, str], Decimal]:
+        """This month's spend per (provider account id, currency), as ``balance_reconciliation`` sums it."""
+        spend: dict[tuple[int, str], Decimal] = {}
+        for r in self.rows:
+            if r.month == self.window.month and r.account_id is not None:
+                key = (r.account_id, r.currency)
+                spend[key] = spend.get(key, ZERO) + r.cost
+        return spend
+
     def driver_stats(self, month: date, currency: str) -> list[DriverStats]:
         """As ``driver_stats`` for one of the two months."""
         sums: dict[tuple[str, str, str], list[Any]] = {}
@@ -841,7 +890,7 @@ def month_digest(*, organization: Organization, window: MonthWindow) -> MonthDig
     query = list(
         daily_rollups(organization=organization, flt=UsageFilter(start=window.previous, end=window.last))
         .annotate(month=TruncMonth("day", output_field=DateField()))
-        .values("month", "currency", "status", "api_key_id", "model")
+        .values("month", "currency", "status", "api_key_id", "model", "project_id", "provider_account_id")
         .annotate(
             cost=Sum("cost"),
             requests=Sum("requests"),
@@ -869,6 +918,8 @@ def month_digest(*, organization: Organization, window: MonthWindow) -> MonthDig
                 month=r["month"],
                 currency=r["currency"],
                 failed=r["status"] == RecordStatus.ERROR,
+                project_id=r["project_id"],
+                account_id=r["provider_account_id"],
                 key_id=key_id,
                 key_name=key_name,
                 model=r["model"],
@@ -901,6 +952,7 @@ class MonthReview:
     peaks: Peaks
     drivers: list[CostDriver]
     reconciliation: list[Reconciliation]
+    daily_by_project: list[DailySpend] = field(default_factory=list)
     has_data: bool = field(default=False)
 
 
@@ -909,24 +961,32 @@ def month_review(
 ) -> MonthReview:
     """Return every figure of the month review page. Money per currency; the unit cost, peaks and
     drivers panels are in ``currency`` (default: the month's main currency). A fixed number of queries:
-    the month-over-month figures come from one digest of the rollup (``month_digest``).
+    the month-over-month figures, a past month's breakdown and the accounts' spend come from one
+    digest of the rollup (``month_digest``); the peak days from the daily spend by project the page
+    charts (``daily_by_project``).
     """
     window = month_window(organization=organization, month=month, today=today)
     digest = month_digest(organization=organization, window=window)
     currencies = digest.currencies(organization)
     chosen = currency if currency in currencies else currencies[0]
     current_totals = digest.totals(window.month)
+    daily = spend_by_day(organization=organization, flt=window.flt, currency=chosen, group_by="project")
+    # The open month's forecast needs days (trailing average): only then is the day grid read.
+    grid = None if window.is_current else digest.month_grid()
     return MonthReview(
         window=window,
         currency=chosen,
         currencies=currencies,
         totals=totals_with_change(current_totals, digest.totals(window.previous)),
-        breakdown=spend_breakdown(organization=organization, window=window),
+        breakdown=spend_breakdown(organization=organization, window=window, grid=grid),
         unit_cost=digest.unit_cost(chosen),
         tokens=digest.tokens(),
         failed=digest.failed(),
-        peaks=peak_periods(organization=organization, window=window, currency=chosen),
+        peaks=peak_periods(organization=organization, window=window, currency=chosen, daily=daily),
         drivers=digest.drivers(chosen),
-        reconciliation=balance_reconciliation(organization=organization, window=window),
+        reconciliation=balance_reconciliation(
+            organization=organization, window=window, account_spend=digest.account_spend()
+        ),
+        daily_by_project=daily,
         has_data=bool(current_totals),
     )

@@ -30,7 +30,7 @@ from projects.models import Role
 from projects.selectors import OrgAccess, get_org_for_user
 from usage import charts
 from usage.exports import stream_csv
-from usage.selectors import freshness, spend_by_day
+from usage.selectors import freshness
 
 from . import review as review_reads
 from . import rules
@@ -74,7 +74,7 @@ def _render_review(request: AuthedRequest, access: OrgAccess, month: date) -> Ht
     statement = current_statement(organization=org, month=month)
     deltas = restatement_delta(statement=statement) if statement else []
     window = review.window
-    daily = spend_by_day(organization=org, flt=window.flt, currency=review.currency, group_by="project")
+    daily = review.daily_by_project
     context: dict[str, Any] = {
         "access": access,
         "org": org,

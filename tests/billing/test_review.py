@@ -12,7 +12,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from billing.models import Budget
-from billing.review import month_review, parse_month
+from billing.review import (
+    balance_reconciliation,
+    month_digest,
+    month_review,
+    month_window,
+    parse_month,
+    spend_breakdown,
+)
 from tests import factories
 from tests.conftest import Tenancy, client_for
 from usage.models import RecordStatus, UsageRecord
@@ -238,8 +245,13 @@ def test_review_page_query_count_does_not_grow_with_data(
     with CaptureQueriesContext(connection) as large:
         assert client.get(url).status_code == 200
     assert len(large.captured_queries) == len(small.captured_queries)
-    # The month-over-month figures come from one rollup digest (was eight queries, 25 in all).
-    assert len(small.captured_queries) <= 19
+    # The month-over-month figures, a past month's project x model grid and the accounts' spend come
+    # from one rollup digest; peak days from the charted daily spend (was 25 queries in all).
+    assert len(small.captured_queries) == 16
+    # The open month also reads the day grid its forecast needs.
+    with CaptureQueriesContext(connection) as current:
+        assert client.get(f"/o/{tenancy.org.slug}/review/2026-12/").status_code == 200
+    assert len(current.captured_queries) == 17
     with django_assert_max_num_queries(30):  # type: ignore[operator]
         client.get(url)
 
@@ -249,3 +261,40 @@ def test_parse_month_accepts_only_real_months() -> None:
     assert parse_month("2026-1") is None
     assert parse_month("2026-13") is None
     assert parse_month("x") is None
+
+
+@pytest.mark.django_db
+def test_a_past_months_breakdown_and_account_spend_from_the_digest_equal_the_day_reads(
+    tenancy: Tenancy,
+) -> None:
+    """The digest's month grid and account spend replace two day-level reads for a past month:
+    every figure they feed must be what the day-level reads give, budgets and variances included."""
+    _seed_dst_months(tenancy)
+    org = tenancy.org
+    Budget.objects.create(organization=org, project=tenancy.project, monthly_amount=Decimal("4.00"))
+    Budget.objects.create(organization=org, model="claude-sonnet-4-5", monthly_amount=Decimal("0.50"))
+    Budget.objects.create(organization=org, monthly_amount=Decimal("10.00"))
+    window = month_window(organization=org, month=date(2026, 11, 1), today=date(2026, 12, 10))
+    digest = month_digest(organization=org, window=window)
+
+    from_digest = spend_breakdown(organization=org, window=window, grid=digest.month_grid())
+    from_days = spend_breakdown(organization=org, window=window)
+    assert from_digest == from_days
+    assert [(r.label, r.actual, r.previous) for r in from_days.projects] != []
+    assert {v.variance for v in from_digest.organization_budgets} == {
+        v.variance for v in from_days.organization_budgets
+    }
+
+    recon_digest = balance_reconciliation(
+        organization=org, window=window, account_spend=digest.account_spend()
+    )
+    recon_days = balance_reconciliation(organization=org, window=window)
+    assert [r.spend for r in recon_digest] == [r.spend for r in recon_days] != []
+    assert recon_days[0].spend == sum(
+        (
+            r.cost
+            for r in UsageRecord.objects.filter(organization=org)
+            if r.occurred_at.astimezone(org.zoneinfo).month == 11
+        ),
+        Decimal(0),
+    )
