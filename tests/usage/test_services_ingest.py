@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -205,6 +206,41 @@ def test_transient_faults_are_retried_and_the_run_completes(tenancy, simulator, 
     assert len(sleeps) == 1
     if mode == "rate_limit":
         assert sleeps[0] >= 7  # no call before Retry-After
+    assert_matches_oracle(simulator, account, DAY_START, DAY_START + timedelta(hours=2))
+
+
+@pytest.mark.parametrize(("mode", "params"), [("stall", {"seconds": 30}), ("drip", {"interval": 0.25})])
+def test_a_stalled_or_trickling_answer_is_cut_at_the_timeout_and_retried(
+    tenancy, simulator, settings, mode, params
+) -> None:
+    """A 30 s stall before the headers, or a body sent a byte every 0.25 s (no single read ever
+    times out): each call ends at the configured timeout, the retry completes the run."""
+    settings.PROVIDER_HTTP_TIMEOUT_SECONDS = 1.5
+    account = sim_account(tenancy.org, simulator, "reseller")
+    simulator.inject("reseller", mode, times=1, **params)
+    sleeps: list[float] = []
+    started = time.monotonic()
+    run = run_window(account, DAY_START, DAY_START + timedelta(hours=2), sleeps)
+    elapsed = time.monotonic() - started
+    assert run.status == RunStatus.SUCCESS, run.error
+    assert len(sleeps) == 1  # one timeout, one retry (the waits are recorded, not slept)
+    # The faulty call gave up at the timeout, not after the stall or the trickle (30 s, minutes).
+    assert elapsed < 1.5 * 4
+    assert_matches_oracle(simulator, account, DAY_START, DAY_START + timedelta(hours=2))
+
+
+def test_a_5mb_answer_is_refused_without_storing_anything_and_the_next_run_recovers(
+    tenancy, simulator
+) -> None:
+    account = sim_account(tenancy.org, simulator, "reseller")
+    simulator.inject("reseller", "huge", times=1)
+    run = run_window(account, DAY_START, DAY_START + timedelta(hours=2))
+    assert (run.status, run.error_kind) == (RunStatus.FAILED, "provider")
+    assert "response larger than 4194304 bytes refused" in run.error
+    assert UsageRecord.objects.filter(provider_account=account).count() == 0
+    account.refresh_from_db()
+    assert account.status == AccountStatus.ACTIVE
+    assert run_window(account, DAY_START, DAY_START + timedelta(hours=2)).status == RunStatus.SUCCESS
     assert_matches_oracle(simulator, account, DAY_START, DAY_START + timedelta(hours=2))
 
 

@@ -13,6 +13,7 @@ import random
 import re
 import socket
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -135,7 +136,8 @@ class ProviderHTTP:
         if not settings.PROVIDER_ALLOW_PRIVATE_HOSTS and _host_is_private(host):
             raise ProviderError(f"refusing private or loopback provider host {host!r}")
         self._client = httpx.Client(
-            headers=dict(headers or {}),
+            # gzip or nothing: _read_capped inflates the body itself (see there).
+            headers={"Accept-Encoding": "gzip", **dict(headers or {})},
             timeout=httpx.Timeout(settings.PROVIDER_HTTP_TIMEOUT_SECONDS),
             # Never follow a redirect: it could carry the Authorization header to another host.
             follow_redirects=False,
@@ -178,9 +180,12 @@ class ProviderHTTP:
 
     def _get_once(self, url: str, params: Any) -> Any:
         self.calls += 1
+        # httpx's read timeout restarts with every chunk: a body trickling in a byte at a time would
+        # hold the worker indefinitely. The whole answer must arrive within the timeout.
+        deadline = time.monotonic() + settings.PROVIDER_HTTP_TIMEOUT_SECONDS
         try:
             with self._client.stream("GET", url, params=params) as response:
-                body = self._read_capped(response)
+                body = self._read_capped(response, deadline)
         except httpx.TimeoutException as exc:
             raise _Retry(TransientProviderError(f"timeout: {type(exc).__name__}")) from None
         except httpx.TransportError as exc:
@@ -205,12 +210,32 @@ class ProviderHTTP:
                 TransientProviderError(f"malformed JSON from provider: {self._clean(str(exc))[:120]}")
             ) from None
 
-    def _read_capped(self, response: httpx.Response) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
+        """Return the decoded body; refuse one over MAX_BODY_BYTES decoded, or still arriving at ``deadline``.
+
+        Reads the raw bytes and inflates them here: httpx's decoded stream can hold a trickle of
+        gzip bytes back for many seconds before yielding anything, so the deadline would not be seen.
+        """
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise ResponseError(f"unsupported content encoding {encoding[:20]!r}")
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
+        for raw in response.iter_raw():
+            if time.monotonic() > deadline:
+                raise _Retry(
+                    TransientProviderError(
+                        f"timeout: the answer took longer than {settings.PROVIDER_HTTP_TIMEOUT_SECONDS:g} s"
+                    )
+                )
+            try:
+                # At most one byte over the cap is inflated, so a small gzip bomb stays small.
+                chunk = inflate.decompress(raw, MAX_BODY_BYTES + 1 - size) if inflate else raw
+            except zlib.error:
+                raise _Retry(TransientProviderError("malformed gzip body from provider")) from None
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
+            if size > MAX_BODY_BYTES or (inflate is not None and inflate.unconsumed_tail):
                 raise ResponseError(f"response larger than {MAX_BODY_BYTES} bytes refused")
             chunks.append(chunk)
         return b"".join(chunks)

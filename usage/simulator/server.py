@@ -38,6 +38,7 @@ FAULT_MODES = frozenset(
         "server_error",
         "bad_gateway_html",
         "stall",
+        "drip",
         "truncated",
         "success_false",
         "unauthorized",
@@ -335,7 +336,8 @@ class ProviderSimulator:
         """Make the account's next ``times`` requests fail with ``mode`` (see FAULT_MODES).
 
         Params: ``retry_after`` (rate_limit, default 7 s), ``seconds`` (stall, default 30 s),
-        ``size`` (huge, default 5 MB), ``status`` (server_error, default 500).
+        ``size`` (huge, default 5 MB), ``status`` (server_error, default 500), ``interval``
+        (drip: the real answer sent one byte every ``interval`` seconds, default 1 s).
         """
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}; one of {sorted(FAULT_MODES)}")
@@ -1931,7 +1933,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif mode == "huge":
                 size = int(fault.params.get("size", HUGE_BYTES))
                 body = {"success": True, "object": "page", "data": [], "padding": "x" * size}
-            elif mode == "truncated":
+            elif mode in ("truncated", "drip"):
                 status, headers, body = sim.handle(request)
         else:
             status, headers, body = sim.handle(request)
@@ -1954,9 +1956,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             try:
-                self.wfile.write(payload)
+                if fault_name == "drip" and fault is not None:
+                    self._drip(payload, float(fault.params.get("interval", 1)))
+                else:
+                    self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+
+    def _drip(self, payload: bytes, interval: float) -> None:
+        """Send the body a byte at a time, ``interval`` seconds apart: no single read ever times out."""
+        for offset in range(len(payload)):
+            if self.sim._stop.wait(interval if offset else 0):
+                return
+            self.wfile.write(payload[offset : offset + 1])
+            self.wfile.flush()
 
     def _record(self, slug: str, url: Any, status: int, fault: str) -> None:
         self.sim.request_log.append(
