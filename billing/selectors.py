@@ -12,10 +12,9 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import F, OuterRef, Subquery, Sum
-from django.http import Http404
 
 from projects.models import Organization, ProviderAccount, ProviderKind
-from projects.selectors import OrgAccess, get_org_for_user
+from projects.selectors import OrgAccess, get_org_for_user, refused
 from usage.models import UsageDaily
 
 from . import rules
@@ -511,7 +510,7 @@ def get_budget_for_user(
     except ValidationError:  # not a UUID
         budget = None
     if budget is None:
-        raise Http404("No such budget")
+        raise refused(user, org_slug, "budget", budget_id, Budget.objects.filter(public_id=budget_id))
     return access, budget
 
 
@@ -524,7 +523,7 @@ def get_alert_for_user(
     except ValidationError:
         alert = None
     if alert is None:
-        raise Http404("No such alert")
+        raise refused(user, org_slug, "alert", alert_id, AlertEvent.objects.filter(public_id=alert_id))
     return access, alert
 
 

@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from projects.http import AuthedRequest
 from projects.models import Project, Role
-from projects.selectors import OrgAccess, get_org_for_user
+from projects.selectors import OrgAccess, get_org_for_user, refused_choices
 
 from . import charts, rules
 from .forms import BudgetForm
@@ -169,6 +169,7 @@ def budget_create(request: AuthedRequest, org_slug: str) -> HttpResponse:
         }
         response = trigger_client_event(render(request, f"{TEMPLATE}#budget-form", context), SAVED_EVENT)
         return _never_cache(response) if secret else response
+    refused_choices(form, request.user, org_slug)
     context = {"access": access, "org": access.organization, "form": form}
     if request.htmx:
         return render(request, f"{TEMPLATE}#budget-form", context)
@@ -221,6 +222,8 @@ def budget_edit(request: AuthedRequest, org_slug: str, budget_id: str) -> HttpRe
                     return HttpResponseClientRedirect(reverse("budget_list", args=[org_slug]))
                 return redirect("budget_list", org_slug)
             form = _budget_form(access, instance=budget)
+        else:
+            refused_choices(form, request.user, org_slug)
     else:
         form = _budget_form(access, instance=budget)
     context = _edit_context(access, budget, form, secret=secret)

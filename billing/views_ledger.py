@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from projects.http import AuthedRequest
 from projects.models import ProviderAccount, Role
-from projects.selectors import OrgAccess, get_account_for_user, get_org_for_user
+from projects.selectors import OrgAccess, get_account_for_user, get_org_for_user, refused_choices
 
 from . import charts, rules
 from .forms import (
@@ -299,6 +299,8 @@ def topup_create(request: AuthedRequest, org_slug: str) -> HttpResponse:
             form.add_error("order_ref", "This account already has a top-up with this order number")
         else:
             return redirect("topup_list", org_slug)
+    if form.is_bound:
+        refused_choices(form, request.user, org_slug)
     context = {"access": access, "org": access.organization, "nav": "topups", "form": form}
     return render(request, "billing/topup_form.html", context)
 

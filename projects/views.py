@@ -28,6 +28,7 @@ from .selectors import (
     get_org_for_user,
     get_token_for_user,
     memberships_for_user,
+    refused_choices,
 )
 from .services import (
     MembershipError,
@@ -226,6 +227,7 @@ def token_create(request: AuthedRequest, org_slug: str) -> HttpResponse:
         raise PermissionDenied("Only organization admins create ingest tokens.")
     form = IngestTokenForm(access.organization, request.POST)
     if not form.is_valid():
+        refused_choices(form, request.user, org_slug)
         return render(request, TOKENS_TEMPLATE, _tokens_context(access, form), status=400)
     days = form.cleaned_data["expires_in_days"]
     token, secret = ingest_token_create(

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET
 
 from projects.http import AuthedRequest
 from projects.models import ImportFormat, ImportJob, ProviderAccount
-from projects.selectors import OrgAccess, get_import_for_user, get_org_for_user
+from projects.selectors import OrgAccess, get_import_for_user, get_org_for_user, refused_choices
 
 from .imports import ERROR_HEADER, detect_format, import_dir, import_errors_path
 from .tasks import run_import
@@ -96,6 +96,7 @@ def import_create(request: AuthedRequest, org_slug: str) -> HttpResponse:
         raise PermissionDenied("Only admins and finance import usage files.")
     form = ImportForm(access, request.POST, request.FILES)
     if not form.is_valid():
+        refused_choices(form, request.user, org_slug)
         return render(request, LIST_TEMPLATE, _list_context(access, form), status=400)
     upload: UploadedFile[bytes] = form.cleaned_data["file"]
     stored_name = f"{uuid.uuid4()}.upload"

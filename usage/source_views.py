@@ -18,7 +18,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from projects.http import AuthedRequest
-from projects.selectors import get_account_for_user, get_org_for_user
+from projects.models import ProviderAccount
+from projects.selectors import get_account_for_user, get_org_for_user, refused
 
 from .selectors import freshness
 from .source_selectors import SourceStatus
@@ -52,6 +53,14 @@ def data_sources(request: AuthedRequest, org_slug: str) -> HttpResponse:
     }
     if account_slug:
         if not sources:
+            # Another organization's slug in ?account= is logged like a swapped id in a path.
+            refused(
+                request.user,
+                org_slug,
+                "provider account",
+                account_slug,
+                ProviderAccount.objects.filter(slug=account_slug),
+            )
             return HttpResponse(status=404)
         context["source"] = sources[0]
         context["polling"] = _still_waiting(sources[0], waiting_since)

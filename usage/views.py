@@ -20,7 +20,13 @@ from django.views.decorators.http import require_GET
 
 from projects.http import AuthedRequest
 from projects.models import ApiKey, Project
-from projects.selectors import OrgAccess, get_key_for_user, get_org_for_user, get_project_for_user
+from projects.selectors import (
+    OrgAccess,
+    get_key_for_user,
+    get_org_for_user,
+    get_project_for_user,
+    refused_choices,
+)
 
 from .exports import stream_csv
 from .forms import UsageFilterForm
@@ -58,6 +64,7 @@ def _analytics_page(request: AuthedRequest, access: OrgAccess, scope: Scope) -> 
         raise Http404("Name a panel to export")
 
     form = UsageFilterForm(request.GET, organization=org, today=_today(access), hide=scope.hide)
+    refused_choices(form, request.user, org.slug)
     query = form.query()
     if scope.project is not None:
         query = query.with_filter(project_ids=(scope.project.pk,), environments=())
@@ -171,6 +178,7 @@ def _list_page(request: AuthedRequest, org_slug: str, *, which: str) -> HttpResp
     org = access.organization
     hide = LIST_HIDE if which == "projects" else (*LIST_HIDE, "environment")
     form = UsageFilterForm(request.GET, organization=org, today=_today(access), hide=hide)
+    refused_choices(form, request.user, org.slug)
     query = form.query()
     currencies = currencies_in_use(organization=org, flt=query.flt)
     currency = request.GET.get("currency", "")
