@@ -36,6 +36,9 @@ class Figures(list[Figure]):
 
     def append(self, figure: Figure) -> None:
         super().append(figure)
+        if figure.target.startswith("not measured"):
+            print(f"  {figure.name}: {figure.target}", flush=True)
+            return
         ratio = f" ({figure.ratio:.2f}x {figure.baseline_name})" if figure.ratio is not None else ""
         print(f"  measured {figure.name}: {figure.value:,.1f} {figure.unit}{ratio}", flush=True)
 

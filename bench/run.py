@@ -3,9 +3,12 @@
 Builds N usage records (BENCH_ROWS, default 1,000,000) in a throwaway PostgreSQL database through the
 project's own ingest path, then prints one table of figures with their baselines and ratios and writes
 them to bench/results/<timestamp>.json. Machines here are shared and noisy: compare ratios, not seconds.
+This module times ingest and the selectors; bench/served.py times every page, htmx partial and API
+endpoint, the first page load's bytes, and the peak RSS of a real web process and a real worker.
 
 Environment: BENCH_ROWS, BENCH_PG_URL (server URL without database, default
-postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the database for inspection.
+postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the database for inspection, BENCH_REUSE_DB,
+BENCH_PATH_ROWS and BENCH_CONNECTOR_DAYS (see below).
 """
 
 from __future__ import annotations

@@ -409,7 +409,7 @@ def _wait_for_run(account_id: int, worker: subprocess.Popen[bytes]) -> Any:
     return None
 
 
-def not_measured(figures: list[Figure], name: str, reason: object) -> None:
+def not_measured(figures: list[Figure], name: str, reason: Exception) -> None:
     """Record that a figure could not be measured, and why, so the rest of the run still reports."""
-    print(f"  {name}: not measured: {reason}", flush=True)
-    figures.append(Figure(name, 0.0, "", target=f"not measured: {str(reason).splitlines()[0][:120]}"))
+    why = f"{type(reason).__name__}: {reason}".splitlines()[0][:160]
+    figures.append(Figure(name, 0.0, "", target=f"not measured: {why}"))
