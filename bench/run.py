@@ -3,14 +3,16 @@
 Builds N usage records (BENCH_ROWS, default 1,000,000) in a throwaway PostgreSQL database through the
 project's own ingest path, then prints one table of figures with their baselines and ratios and writes
 them to bench/results/<timestamp>.json. Machines here are shared and noisy: compare ratios, not seconds.
+This module times ingest and the selectors; bench/served.py times every page, htmx partial and API
+endpoint, the first page load's bytes, and the peak RSS of a real web process and a real worker.
 
 Environment: BENCH_ROWS, BENCH_PG_URL (server URL without database, default
-postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the database for inspection.
+postgres://postgres@127.0.0.1:5432), BENCH_KEEP=1 keeps the database for inspection, BENCH_REUSE_DB,
+BENCH_PATH_ROWS and BENCH_CONNECTOR_DAYS (see below).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
@@ -20,11 +22,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from bench.figures import Figure, Figures, percentiles, timed
+from bench.served import (
+    bench_first_load,
+    bench_requests,
+    bench_web_rss,
+    bench_worker_rss,
+    not_measured,
+    simulator_account,
+)
+
+if TYPE_CHECKING:
+    from usage.simulator.process import SimulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -78,49 +94,6 @@ def _drop_database() -> None:
         return
     with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline_name: str = ""
-    baseline: float | None = None
-    target: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-    # "value/baseline" (throughput, share of a baseline's time) or "baseline/value" (how many times faster).
-    ratio_kind: str = "value/baseline"
-
-    @property
-    def ratio(self) -> float | None:
-        if not self.baseline or not self.value:
-            return None
-        return (
-            self.value / self.baseline if self.ratio_kind == "value/baseline" else self.baseline / self.value
-        )
-
-
-class _Figures(list[Figure]):
-    """The run's figures; each is also printed as soon as it is measured, so a run stopped early
-    (a 10M run takes about an hour on a shared 2-core machine) still leaves what it got in its log."""
-
-    def append(self, figure: Figure) -> None:
-        super().append(figure)
-        ratio = f" ({figure.ratio:.2f}x {figure.baseline_name})" if figure.ratio is not None else ""
-        print(f"  measured {figure.name}: {figure.value:,.1f} {figure.unit}{ratio}", flush=True)
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95
 
 
 @dataclass
@@ -304,7 +277,7 @@ def bench_ingest(world: World, figures: list[Figure], end: datetime) -> float:
                 for value in values:
                     copy.write_row(value)
             copy_seconds += time.perf_counter() - start
-            seconds, result = _timed(
+            seconds, result = timed(
                 lambda chunk=chunk, org=org, account=account: usage_rows_upsert(
                     organization=org, rows=chunk, account=account, refresh_rollups=False
                 )
@@ -331,7 +304,7 @@ def bench_ingest(world: World, figures: list[Figure], end: datetime) -> float:
     seconds_again = 0.0
     unchanged = 0
     for chunk in _chunks(_rows(world, 0, per_org, seed=0, end=end), CHUNK):
-        t, result = _timed(
+        t, result = timed(
             lambda chunk=chunk: usage_rows_upsert(
                 organization=first, rows=chunk, account=world.accounts[0], refresh_rollups=False
             )
@@ -355,7 +328,7 @@ def bench_ingest(world: World, figures: list[Figure], end: datetime) -> float:
     # Rollups: full rebuild, then upkeep for 100k new rows landing in the last two days.
     rebuild_seconds = 0.0
     for org in world.orgs:
-        t, _ = _timed(lambda org=org: rollup_rebuild(organization=org))
+        t, _ = timed(lambda org=org: rollup_rebuild(organization=org))
         rebuild_seconds += t
     fresh = list(_rows(world, 1, 100_000, seed=99, end=end, days=2))
     # 100k rows already in those two days, so the new rows land among existing ones.
@@ -378,15 +351,22 @@ def bench_ingest(world: World, figures: list[Figure], end: datetime) -> float:
 
     upkeep = []
     for _ in range(2):
-        t_without, _ = _timed(without_rollups)
+        t_without, _ = timed(without_rollups)
         with transaction.atomic():
-            t_with, result = _timed(
+            t_with, result = timed(
                 lambda: usage_rows_upsert(
                     organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
                 )
             )
             transaction.set_rollback(True)
         upkeep.append((max(0.0, t_with - t_without), t_without, t_with))
+    # The same ingest once more (rolled back), each rollup-writing statement explained first.
+    plans: list[Any] = []
+    with transaction.atomic(), connection.execute_wrapper(partial(_explain_rollup_writes, plans)):
+        usage_rows_upsert(
+            organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
+        )
+        transaction.set_rollback(True)
     # Keep the rows (the dashboards read them) and the lower of two tries (less of the machine's noise).
     usage_rows_upsert(
         organization=world.orgs[1], rows=fresh2, account=world.accounts[1], refresh_rollups=True
@@ -408,11 +388,73 @@ def bench_ingest(world: World, figures: list[Figure], end: datetime) -> float:
             },
         )
     )
+    rollup_ms = _rollup_time_ms(plans)
+    figures.append(
+        Figure(
+            "rollup upkeep per 100k new rows (EXPLAIN ANALYZE)",
+            (rollup_ms["daily"] + rollup_ms["hourly"]) / 1000,
+            "s",
+            "the INSERT statements",
+            rollup_ms["statements"] / 1000,
+            "≤ 1.5 s",
+            {
+                "daily_s": rollup_ms["daily"] / 1000,
+                "hourly_s": rollup_ms["hourly"] / 1000,
+                "statements": len(plans),
+            },
+        )
+    )
     # Autovacuum analyzes freshly loaded tables within a minute or so; do it now so the dashboard
     # figures reflect the planner's steady state, not a table it has never seen.
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return stored / copy_seconds
+
+
+ROLLUP_TABLES = {"usage_usagedaily": "daily", "usage_usagehourly": "hourly"}
+
+
+def _explain_rollup_writes(
+    plans: list[Any], execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    """Execute wrapper: before the COPY writer's INSERT that also adds to the rollups (usage/services.py
+    ``_write_postgres`` with ``rollup_delta``), run it under EXPLAIN ANALYZE in a savepoint rolled back
+    (same data, same state) and keep the plan; then run the statement itself."""
+    if sql.startswith("WITH w AS (INSERT INTO usage_usagerecord") and "INSERT INTO usage_usagedaily" in sql:
+        cursor = context["cursor"]
+        cursor.execute("SAVEPOINT bench_explain")
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+        plans.append(json.loads(plan) if isinstance(plan, str) else plan)
+        cursor.execute("ROLLBACK TO SAVEPOINT bench_explain")
+    return execute(sql, params, many, context)
+
+
+def _rollup_time_ms(plans: list[Any]) -> dict[str, float]:
+    """Sum, over the explained statements, the milliseconds of the nodes that write each rollup table
+    (ModifyTable on it, which includes the grouping of the inserted rows beneath it, plus the
+    constraint triggers its rows fire) and the statements' whole execution time.
+
+    The rollup CTEs are not read by the statement's SELECT, so PostgreSQL runs them after it, from
+    the inserted rows already materialised: their time does not include the records' own INSERT.
+    """
+    totals = {"daily": 0.0, "hourly": 0.0, "statements": 0.0}
+
+    def walk(node: dict[str, Any]) -> None:
+        table = ROLLUP_TABLES.get(node.get("Relation Name", ""))
+        if node["Node Type"] == "ModifyTable" and table:
+            totals[table] += node["Actual Total Time"] * node["Actual Loops"]
+        for child in node.get("Plans", []):
+            walk(child)
+
+    for (explained,) in plans:
+        walk(explained["Plan"])
+        totals["statements"] += explained["Execution Time"]
+        for trigger in explained.get("Triggers", []):
+            table = ROLLUP_TABLES.get(trigger.get("Relation", ""))
+            if table:
+                totals[table] += trigger["Time"]
+    return totals
 
 
 PATH_ROWS = int(os.environ.get("BENCH_PATH_ROWS", "30000"))
@@ -434,7 +476,9 @@ def _push_record(n: int, end: datetime) -> dict[str, Any]:
     }
 
 
-def bench_paths(world: World, figures: list[Figure], end: datetime, copy_rows_per_s: float) -> None:
+def bench_paths(
+    world: World, figures: list[Figure], end: datetime, copy_rows_per_s: float, sim: SimulatorProcess
+) -> None:
     """Rows/s end to end through each way usage arrives, against the run's raw COPY rate.
 
     - push API: POST /api/v1/usage with an ingest token, 1,000-record batches, served in-process by
@@ -451,13 +495,10 @@ def bench_paths(world: World, figures: list[Figure], end: datetime, copy_rows_pe
 
     from django.test import Client
 
-    from projects.models import ProviderAccount
     from projects.services import ingest_token_create
     from usage.imports import ErrorReport, usage_import_stream
     from usage.ingest import usage_ingest_window
     from usage.models import UsageRecord
-    from usage.simulator.process import SimulatorProcess
-    from usage.simulator.world import DEFAULT_WORLD
 
     org = world.orgs[2]
 
@@ -477,7 +518,7 @@ def bench_paths(world: World, figures: list[Figure], end: datetime, copy_rows_pe
             response = client.post("/api/v1/usage", body, content_type="application/json", headers=headers)
             assert response.status_code == 200, (response.status_code, response.content[:300])
 
-    seconds, _ = _timed(push_all)
+    seconds, _ = timed(push_all)
     assert landed(before) == PATH_ROWS, landed(before)
     figures.append(
         Figure(
@@ -514,7 +555,7 @@ def bench_paths(world: World, figures: list[Figure], end: datetime, copy_rows_pe
     before = UsageRecord.objects.filter(organization=org).count()
     with tempfile.TemporaryDirectory() as tmp:
         errors = ErrorReport(Path(tmp) / "errors.csv")
-        seconds, progress = _timed(
+        seconds, progress = timed(
             lambda: usage_import_stream(organization=org, stream=data, fmt="csv", errors=errors)
         )
         errors.close()
@@ -532,32 +573,13 @@ def bench_paths(world: World, figures: list[Figure], end: datetime, copy_rows_pe
     )
 
     # Connector over HTTP from the simulator: the busiest gateway account's last CONNECTOR_DAYS days.
-    sim_now = end.replace(minute=0, second=0, microsecond=0)
     # The provider in its own process, as a real one is remote; the connector runs here, as in a worker.
-    sim = SimulatorProcess(seed=7, now=sim_now)
-    base = sim.start()
-    try:
-        slug = "reseller"
-        spec = DEFAULT_WORLD.account(slug)
-        account = ProviderAccount(
-            organization=org,
-            kind=spec.kind,
-            name=spec.name,
-            slug=f"sim-{slug}",
-            base_url=sim.account_url(slug),
-            newapi_user_id=spec.newapi_user_id,
-            quota_per_unit=spec.quota_per_unit,
-            currency=spec.currency,
-        )
-        account.set_credential(spec.credential)
-        account.save()
-        before = UsageRecord.objects.filter(organization=org).count()
-        start = sim_now - timedelta(days=CONNECTOR_DAYS)
-        seconds, run = _timed(lambda: usage_ingest_window(account=account, start=start, end=sim_now))
-        got = landed(before)
-        assert str(run.status) == "success", (run.status, run.error)
-    finally:
-        sim.stop()
+    account = simulator_account(org, sim)
+    before = UsageRecord.objects.filter(organization=org).count()
+    start = sim.now - timedelta(days=CONNECTOR_DAYS)
+    seconds, run = timed(lambda: usage_ingest_window(account=account, start=start, end=sim.now))
+    got = landed(before)
+    assert str(run.status) == "success", (run.status, run.error)
     figures.append(
         Figure(
             "ingest via connector (New API over HTTP)",
@@ -566,31 +588,113 @@ def bench_paths(world: World, figures: list[Figure], end: datetime, copy_rows_pe
             "raw COPY",
             copy_rows_per_s,
             "≥ 0.4×",
-            {"rows": got, "base_url": base},
+            {"rows": got, "base_url": sim.base_url},
         )
     )
 
 
-def _naive_sql(org: Any, start: date, end: date) -> tuple[str, list[Any]]:
-    return (
-        "SELECT (occurred_at AT TIME ZONE %s)::date AS day, model, SUM(cost), SUM(requests) FROM usage_usagerecord"
-        " WHERE organization_id = %s AND occurred_at >= %s AND occurred_at < %s GROUP BY 1, 2",
-        [
-            org.timezone,
-            org.pk,
-            datetime.combine(start, datetime.min.time(), tzinfo=UTC) - timedelta(days=1),
-            datetime.combine(end, datetime.min.time(), tzinfo=UTC) + timedelta(days=2),
-        ],
-    )
+class RawBaselines:
+    """The same aggregate over raw rows, two ways: PostgreSQL's naive GROUP BY on usage_usagerecord, and
+    DuckDB scanning an in-memory copy of the rows. Each is the p50 of 5 runs, per query shape asked for.
+
+    The window is [start, end] in local days, widened by a day each side in UTC (as a rollup read of
+    local days would be); the copy holds every organization's rows, as the table does.
+    """
+
+    PG_GROUPS = {
+        "day": "(occurred_at AT TIME ZONE %(tz)s)::date",
+        "model": "model",
+        "project": "project_id",
+        "key": "api_key_id",
+        "currency": "currency",
+    }
+    DUCK_GROUPS = {**PG_GROUPS, "day": "CAST(timezone($tz, occurred_at) AS DATE)"}
+    COLUMNS = {
+        "organization_id": "BIGINT",
+        "project_id": "BIGINT",
+        "api_key_id": "BIGINT",
+        "occurred_at": "TIMESTAMPTZ",
+        "model": "VARCHAR",
+        "currency": "VARCHAR",
+        "input_tokens": "BIGINT",
+        "output_tokens": "BIGINT",
+        "cost": "BIGINT",
+        "requests": "BIGINT",
+    }
+
+    def __init__(self, org: Any, start: date, end: date) -> None:
+        import duckdb
+        from django.db import connection
+
+        self.params: dict[str, Any] = {
+            "tz": org.timezone,
+            "org": org.pk,
+            "start": datetime.combine(start, datetime.min.time(), tzinfo=UTC) - timedelta(days=1),
+            "end": datetime.combine(end, datetime.min.time(), tzinfo=UTC) + timedelta(days=2),
+        }
+        self._p50s: dict[tuple[Any, ...], tuple[float, float]] = {}
+        columns = ", ".join(self.COLUMNS)
+        types = ", ".join(f"'{name}': '{kind}'" for name, kind in self.COLUMNS.items())
+        with tempfile.NamedTemporaryFile(suffix=".csv") as dump:
+            with (
+                connection.cursor() as cursor,
+                cursor.connection.cursor().copy(
+                    f"COPY (SELECT {columns} FROM usage_usagerecord) TO STDOUT WITH CSV"
+                ) as copy,
+            ):
+                for data in copy:
+                    dump.write(data)
+            dump.flush()
+            self.duck = duckdb.connect()
+            self.duck.execute(
+                f"CREATE TABLE raw AS SELECT * FROM read_csv('{dump.name}', columns={{{types}}})"
+            )
+
+    def sql(
+        self, groups: tuple[str, ...], sums: tuple[str, ...], project_id: int | None, *, duck: bool
+    ) -> tuple[str, dict[str, Any]]:
+        """Return the query and its parameters (``%(name)s`` for PostgreSQL, ``$name`` for DuckDB)."""
+        exprs = self.DUCK_GROUPS if duck else self.PG_GROUPS
+        mark = "${}" if duck else "%({})s"
+        where = f"organization_id = {mark.format('org')} AND occurred_at >= {mark.format('start')}"
+        where += f" AND occurred_at < {mark.format('end')}"
+        params = dict(self.params)
+        if project_id is not None:
+            where += f" AND project_id = {mark.format('project')}"
+            params["project"] = project_id
+        select = ", ".join([*(exprs[g] for g in groups), *(f"SUM({s})" for s in sums)])
+        group_by = ", ".join(str(n + 1) for n in range(len(groups)))
+        sql = (
+            f"SELECT {select} FROM {'raw' if duck else 'usage_usagerecord'} WHERE {where} GROUP BY {group_by}"
+        )
+        if duck:  # DuckDB refuses parameters the query does not use
+            params = {name: value for name, value in params.items() if f"${name}" in sql}
+        return sql, params
+
+    def p50s(
+        self,
+        groups: tuple[str, ...] = ("day", "model"),
+        sums: tuple[str, ...] = ("cost", "requests"),
+        project_id: int | None = None,
+    ) -> tuple[float, float]:
+        """Return (PostgreSQL p50, DuckDB p50) in seconds for one query shape; measured once per run."""
+        from django.db import connection
+
+        shape = (groups, sums, project_id)
+        if shape not in self._p50s:
+            pg_sql, pg_params = self.sql(groups, sums, project_id, duck=False)
+            duck_sql, duck_params = self.sql(groups, sums, project_id, duck=True)
+            naive, duck = [], []
+            for _ in range(5):
+                with connection.cursor() as cursor:
+                    naive.append(timed(lambda: (cursor.execute(pg_sql, pg_params), cursor.fetchall()))[0])
+                duck.append(timed(lambda: self.duck.execute(duck_sql, duck_params).fetchall())[0])
+            self._p50s[shape] = (statistics.median(naive), statistics.median(duck))
+        return self._p50s[shape]
 
 
-def bench_dashboard(world: World, figures: list[Figure], runs: int = 15) -> None:
-    import duckdb
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-    from django.urls import reverse
-
+def bench_dashboard(world: World, figures: list[Figure], runs: int = 15) -> RawBaselines:
+    """Time the dashboard's selectors; return the raw-row baselines (bench/served.py times the pages)."""
     from usage import selectors
 
     org = world.orgs[1]
@@ -598,34 +702,8 @@ def bench_dashboard(world: World, figures: list[Figure], runs: int = 15) -> None
     flt = selectors.UsageFilter(start=today - timedelta(days=29), end=today)
 
     # Baseline 1: the naive GROUP BY over raw rows. Baseline 2: DuckDB scanning the same raw rows in memory.
-    sql, params = _naive_sql(org, flt.start, flt.end)
-    naive = []
-    for _ in range(5):
-        with connection.cursor() as cursor:
-            t, _ = _timed(lambda: (cursor.execute(sql, params), cursor.fetchall()))
-        naive.append(t)
-    with tempfile.NamedTemporaryFile(suffix=".csv") as dump:
-        with (
-            connection.cursor() as cursor,
-            cursor.connection.cursor().copy(
-                "COPY (SELECT organization_id, occurred_at, model, cost, requests FROM usage_usagerecord) TO STDOUT WITH CSV"
-            ) as copy,
-        ):
-            for data in copy:
-                dump.write(data)
-        dump.flush()
-        duck = duckdb.connect()
-        duck.execute(
-            f"CREATE TABLE raw AS SELECT * FROM read_csv('{dump.name}', columns={{'organization_id':'BIGINT','occurred_at':'TIMESTAMPTZ','model':'VARCHAR','cost':'BIGINT','requests':'BIGINT'}})"
-        )
-    duck_sql = (
-        "SELECT CAST(timezone(?, occurred_at) AS DATE) AS day, model, SUM(cost), SUM(requests) FROM raw"
-        " WHERE organization_id = ? AND occurred_at >= ? AND occurred_at < ? GROUP BY 1, 2"
-    )
-    duck_times = []
-    for _ in range(5):
-        t, _ = _timed(lambda: duck.execute(duck_sql, [org.timezone, org.pk, params[2], params[3]]).fetchall())
-        duck_times.append(t)
+    baselines = RawBaselines(org, flt.start, flt.end)
+    naive_p50, duck_p50 = baselines.p50s()
 
     panels: dict[str, Callable[[], Any]] = {
         "spend by day x model": lambda: selectors.spend_by_day(
@@ -635,11 +713,9 @@ def bench_dashboard(world: World, figures: list[Figure], runs: int = 15) -> None
         "top projects": lambda: selectors.top_projects(organization=org, flt=flt, currency="USD"),
         "totals": lambda: selectors.spend_totals(organization=org, flt=flt),
     }
-    naive_p50 = statistics.median(naive)
-    duck_p50 = statistics.median(duck_times)
     for name, fn in panels.items():
-        samples = [_timed(fn)[0] for _ in range(runs)]
-        p50, p95 = _percentiles(samples)
+        samples = [timed(fn)[0] for _ in range(runs)]
+        p50, p95 = percentiles(samples)
         figures.append(
             Figure(
                 f"panel {name} p95",
@@ -653,36 +729,7 @@ def bench_dashboard(world: World, figures: list[Figure], runs: int = 15) -> None
             )
         )
 
-    client = Client()
-    client.force_login(world.users[1])
-    pages = {"overview": reverse("overview", kwargs={"org_slug": org.slug})}
-    for name in ("usage_explorer", "data_sources", "balance_list", "budget_list", "month_review"):
-        try:
-            pages[name] = reverse(name, kwargs={"org_slug": org.slug})
-        except Exception:
-            continue
-    for name, url in pages.items():
-        samples = []
-        queries = 0
-        size = 0
-        for _ in range(runs):
-            with CaptureQueriesContext(connection) as ctx:
-                t, response = _timed(lambda url=url: client.get(url))
-            samples.append(t)
-            queries = len(ctx.captured_queries)
-            size = len(gzip.compress(response.content))
-        p50, p95 = _percentiles(samples)
-        figures.append(
-            Figure(
-                f"page {name} p95",
-                p95 * 1000,
-                "ms",
-                "",
-                None,
-                "≤ 150 ms",
-                {"p50_ms": p50 * 1000, "queries": queries, "html_gzip_bytes": size},
-            )
-        )
+    return baselines
 
 
 def _print(figures: list[Figure]) -> None:
@@ -704,8 +751,9 @@ def main() -> None:
     else:
         print(f"Quotaboard bench: {ROWS:,} usage records in throwaway PostgreSQL database {DB_NAME}")
     _setup_django()
-    figures: list[Figure] = _Figures()
+    figures: list[Figure] = Figures()
     try:
+        now = datetime.now(UTC)
         if REUSE_DB:
             from usage.models import UsageRecord
 
@@ -713,12 +761,27 @@ def main() -> None:
             print(f"  {UsageRecord.objects.count():,} usage records stored")
         else:
             world = _build_world()
-            now = datetime.now(UTC)
             copy_rate = bench_ingest(world, figures, now)
-            bench_paths(world, figures, now, copy_rate)
-        bench_dashboard(world, figures)
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        figures.append(Figure("peak RSS of the bench process", rss_mb, "MB"))
+        from usage.simulator.process import SimulatorProcess
+
+        # The provider in its own process, as a real one is remote: the connector path and the worker read it.
+        with SimulatorProcess(seed=7, now=now.replace(minute=0, second=0, microsecond=0)) as sim:
+            if not REUSE_DB:
+                bench_paths(world, figures, now, copy_rate, sim)
+            baselines = bench_dashboard(world, figures)
+            bench_requests(world, figures, baselines)
+            bench_first_load(world, figures)
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            figures.append(Figure("peak RSS of the bench process", rss_mb, "MB"))
+            # Real processes, measured from outside; a failure is reported and the run goes on.
+            try:
+                bench_web_rss(world, figures)
+            except Exception as exc:
+                not_measured(figures, "peak RSS of the web process", exc)
+            try:
+                bench_worker_rss(figures, sim, CONNECTOR_DAYS)
+            except Exception as exc:
+                not_measured(figures, "peak RSS of the worker process", exc)
     finally:
         _drop_database()
     _print(figures)
