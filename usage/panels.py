@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.urls import reverse
 
 from projects.models import Organization
@@ -37,6 +39,7 @@ from .selectors import (
 )
 
 REQUEST_LOG_PAGE_SIZE = 50
+REQUEST_LOG_COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -443,11 +446,32 @@ REQUEST_COLUMNS = [
 ]
 
 
+class CappedPaginator(Paginator[UsageRecord]):
+    """A Paginator that counts at most ``REQUEST_LOG_COUNT_CAP`` + 1 rows.
+
+    The request log is the one panel over raw records: an exact COUNT(*) of a 30-day window at
+    10M records took longer than the page itself. Past the cap the page says "more than …" and
+    stops offering older pages there (the CSV export has every row).
+    """
+
+    def __init__(self, records: QuerySet[UsageRecord], per_page: int) -> None:
+        super().__init__(records, per_page)
+        self.records = records
+
+    @cached_property
+    def count(self) -> int:
+        return self.records[: REQUEST_LOG_COUNT_CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > REQUEST_LOG_COUNT_CAP
+
+
 def requests_panel(ctx: PanelInput) -> Panel:
     org = ctx.organization
     status = ctx.status if ctx.status in RecordStatus.values else ""
     records = request_log(organization=org, flt=ctx.query.flt, status=status or None)
-    page = Paginator(records, REQUEST_LOG_PAGE_SIZE).get_page(ctx.page)
+    page = CappedPaginator(records, REQUEST_LOG_PAGE_SIZE).get_page(ctx.page)
     table = Table("requests", REQUEST_COLUMNS, [_record_row(org, r) for r in page.object_list], ctx.currency)
     return Panel(
         "requests",

@@ -197,6 +197,29 @@ def test_the_request_log_pages_by_fifty(usage_data: UsageData) -> None:
     assert html.count("<tr>") == 50 + 1
 
 
+def test_past_the_count_cap_the_request_log_says_more_than_and_counts_no_further(
+    usage_data: UsageData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10M records an exact COUNT(*) of the window cost more than the page: it stops at the cap."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr("usage.panels.REQUEST_LOG_COUNT_CAP", 60)
+    client = client_for(usage_data.t.viewer)
+    params = {"panel": "requests", "preset": "90d"}
+    assert UsageRecord.objects.filter(organization=usage_data.t.org).count() > 61
+    with CaptureQueriesContext(connection) as ctx:
+        html = client.get(explorer_url(), params, headers={"HX-Request": "true"}).content.decode()
+    assert "Page 1 · more than 60 records: narrow the range or filters" in html
+    [count_sql] = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert "LIMIT 61" in count_sql
+    # Page 2 (rows 51-61 as counted) is the last one offered: the real rows 51-61, newest first.
+    second = client.get(
+        explorer_url(), {**params, "page": 2}, headers={"HX-Request": "true"}
+    ).content.decode()
+    assert "Page 2 · more than 60" in second and "Older →" not in second and second.count("<tr>") == 11 + 1
+
+
 def test_the_full_page_runs_a_fixed_number_of_queries(
     usage_data: UsageData, django_assert_max_num_queries: Any
 ) -> None:
