@@ -446,7 +446,7 @@ REQUEST_COLUMNS = [
 ]
 
 
-class CappedPaginator(Paginator[UsageRecord]):
+class CappedPaginator(Paginator):  # type: ignore[type-arg]  # generic only in the stubs
     """A Paginator that counts at most ``REQUEST_LOG_COUNT_CAP`` + 1 rows.
 
     The request log is the one panel over raw records: an exact COUNT(*) of a 30-day window at
