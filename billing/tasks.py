@@ -11,7 +11,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from projects.models import ProviderAccount
-from usage.ingest import ErrorKind
+from usage.ingest import ErrorKind, breaker_is_open
 from usage.models import RunStatus, Stream
 from usage.tasks import TransientIngestError, due_accounts
 
@@ -38,6 +38,8 @@ def poll_account_balance(account_id: int) -> str:
     if run.status == RunStatus.SUCCESS and account.kind == "newapi":
         topups_sync(account=account)
     if run.status == RunStatus.FAILED and run.error_kind == ErrorKind.TRANSIENT:
+        if breaker_is_open(account=account, stream=Stream.BALANCE):
+            return str(run.status)  # the schedule backs off instead (see usage.ingest.breaker_pause_minutes)
         raise TransientIngestError(run.error)
     return str(run.status)
 

@@ -252,6 +252,11 @@ CELERY_TASK_TIME_LIMIT = 900
 CELERY_TASK_SOFT_TIME_LIMIT = 840
 CELERY_USAGE_INTERVAL_MINUTES = env_int("QB_USAGE_INTERVAL_MINUTES", 5)
 CELERY_BALANCE_INTERVAL_MINUTES = env_int("QB_BALANCE_INTERVAL_MINUTES", 15)
+# Circuit breaker per account stream: after this many transient failures in a row (429/5xx/timeouts,
+# Celery's own retries included) the schedule backs off, doubling the interval per further failure
+# up to the cap, and Celery stops retrying; a success closes it. "Run now" always runs.
+INGEST_BREAKER_FAILURES = env_int("QB_BREAKER_FAILURES", 5)
+INGEST_BREAKER_MAX_MINUTES = env_int("QB_BREAKER_MAX_MINUTES", 360)
 
 # Outbound calls to provider APIs: a hard per-call timeout, and loopback/private targets refused
 # unless the operator allows them (the demo and tests talk to the simulator on 127.0.0.1).

@@ -22,6 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections, router, transaction
@@ -262,9 +263,19 @@ def _finish(
     if kind:
         run.status = RunStatus.FAILED
         run.error = message[:500]
-        StreamState.objects.filter(pk=state.pk).update(
-            last_error=run.error, last_error_at=now, consecutive_failures=state.consecutive_failures + 1
-        )
+        failures = state.consecutive_failures + 1
+        changes: dict[str, Any] = {
+            "last_error": run.error,
+            "last_error_at": now,
+            "consecutive_failures": failures,
+        }
+        pause = breaker_pause_minutes(account=account, stream=stream, failures=failures)
+        if kind == ErrorKind.TRANSIENT and pause:
+            # The breaker is open: the schedule leaves the provider alone until the pause is over.
+            changes["next_run_at"] = now + timedelta(minutes=pause)
+            run.error = f"{run.error[:400]} (circuit open after {failures} failures in a row: next try in {pause} min)"
+        StreamState.objects.filter(pk=state.pk).update(**changes)
+        state.consecutive_failures = failures
         logger.warning("ingest of account %s stream %s failed (%s): %s", account.pk, stream, kind, run.error)
         if kind in {ErrorKind.AUTH, ErrorKind.POISON}:
             # Stop polling this account until someone fixes the credential (or looks at what kills
@@ -284,6 +295,32 @@ def _finish(
             )
             account.status = AccountStatus.ACTIVE
     run.save()
+
+
+def breaker_pause_minutes(*, account: ProviderAccount, stream: str, failures: int) -> int:
+    """Return how long the schedule should leave a stream alone after ``failures`` in a row (0: closed).
+
+    Open from INGEST_BREAKER_FAILURES on: twice the stream's interval, doubling per further failure,
+    capped at INGEST_BREAKER_MAX_MINUTES.
+    """
+    beyond = failures - settings.INGEST_BREAKER_FAILURES
+    if beyond < 0:
+        return 0
+    if stream == Stream.USAGE:
+        interval = account.usage_interval_minutes or settings.CELERY_USAGE_INTERVAL_MINUTES
+    else:
+        interval = account.balance_interval_minutes or settings.CELERY_BALANCE_INTERVAL_MINUTES
+    return int(min(interval * 2 ** min(beyond + 1, 20), settings.INGEST_BREAKER_MAX_MINUTES))
+
+
+def breaker_is_open(*, account: ProviderAccount, stream: str) -> bool:
+    """True when the stream's failures in a row have opened its circuit breaker."""
+    failures = (
+        StreamState.objects.filter(provider_account=account, stream=stream)
+        .values_list("consecutive_failures", flat=True)
+        .first()
+    )
+    return bool(failures and breaker_pause_minutes(account=account, stream=stream, failures=failures))
 
 
 def _crashed_too_often(account: ProviderAccount, stream: str, run: IngestRun) -> bool:

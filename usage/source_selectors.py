@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -31,6 +32,7 @@ class StreamHealth:
     last_error_at: datetime | None
     consecutive_failures: int
     running: bool
+    breaker_open: bool = False  # failures in a row have paused the schedule until next_run_at
 
 
 @dataclass
@@ -86,6 +88,8 @@ def data_sources(*, organization: Organization, account_slug: str | None = None)
                 last_error_at=state.last_error_at,
                 consecutive_failures=state.consecutive_failures,
                 running=bool(state.lease_until and state.lease_until > now),
+                breaker_open=state.consecutive_failures >= settings.INGEST_BREAKER_FAILURES
+                and bool(state.next_run_at and state.next_run_at > now),
             )
         )
     runs = (

@@ -86,6 +86,9 @@ def ingest_account_usage(account_id: int, since_iso: str | None = None, until_is
     else:
         run = ingest.usage_ingest_account(account=account, lease_owner=owner)
     if run.status == RunStatus.FAILED and run.error_kind == ingest.ErrorKind.TRANSIENT:
+        if ingest.breaker_is_open(account=account, stream=Stream.USAGE):
+            # The schedule now backs off (next_run_at); retrying here would hammer a failing provider.
+            return str(run.status)
         raise TransientIngestError(run.error)
     if run.status == RunStatus.SUCCESS and (run.rows_new or run.rows_updated):
         # Rollups were updated with the rows: evaluate the organization's alerts now rather than at the

@@ -16,6 +16,7 @@ from usage.providers import http
 from usage.simulator.server import ProviderSimulator, SimClock
 
 from .. import factories
+from ..conftest import client_for
 from .conftest import sim_account
 
 
@@ -129,6 +130,63 @@ def test_a_transient_failure_is_retried_by_celery_then_given_up(tenancy, live_si
     runs = IngestRun.objects.filter(provider_account=account)
     assert runs.count() == 4  # first try + max_retries=3
     assert set(runs.values_list("error_kind", flat=True)) == {"transient"}
+
+
+def test_the_circuit_breaker_opens_after_five_transient_failures_backs_off_and_a_success_closes_it(
+    tenancy, live_simulator, no_sleep, django_capture_on_commit_callbacks, monkeypatch, settings
+) -> None:
+    """F4: a provider failing 5xx for hours is not hammered: Celery retries once, then the schedule
+    leaves it alone for a doubling pause (capped); healthy accounts keep their schedule; a success resets."""
+    settings.INGEST_BREAKER_FAILURES = 5
+    settings.INGEST_BREAKER_MAX_MINUTES = 40
+    sent: list[tuple[int, ...]] = []
+    monkeypatch.setattr(tasks.ingest_account_usage, "delay", lambda *args: sent.append(args))
+    failing = sim_account(tenancy.org, live_simulator, "openai")
+    healthy = sim_account(tenancy.org, live_simulator, "reseller")
+    recent_cursor(failing)
+    recent_cursor(healthy)
+    live_simulator.inject("openai", "server_error", times=10_000)
+
+    def state():
+        return StreamState.objects.get(provider_account=failing, stream=Stream.USAGE)
+
+    def provider_calls() -> int:
+        return sum(1 for r in live_simulator.request_log if r.account_slug == "openai")
+
+    # First dispatch: four runs (a try and Celery's three retries), the breaker still closed.
+    assert isinstance(tasks.ingest_account_usage.apply(args=[failing.pk]).result, tasks.TransientIngestError)
+    assert state().consecutive_failures == 4
+    # The fifth failure opens it: no Celery retry, and the schedule is pushed out by 2 x 5 min.
+    now = timezone.now()
+    assert tasks.ingest_account_usage.apply(args=[failing.pk]).get() == "failed"
+    assert state().consecutive_failures == 5
+    assert timedelta(minutes=9) < state().next_run_at - now <= timedelta(minutes=10, seconds=5)
+    run = IngestRun.objects.filter(provider_account=failing).latest("pk")
+    assert "circuit open after 5 failures in a row: next try in 10 min" in run.error
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.dispatch_usage_ingests.apply()
+    assert (failing.pk,) not in sent and (healthy.pk,) in sent
+    # The data sources page says so, and when the next try comes.
+    page = client_for(tenancy.admin).get(f"/o/{tenancy.org.slug}/sources/").content.decode()
+    assert "paused after 5 failures in a row (circuit open)" in page
+
+    # Each further failure doubles the pause, up to the cap; each is one call burst, never retried.
+    calls = provider_calls()
+    for failures, pause in ((6, 20), (7, 40), (8, 40)):
+        assert tasks.ingest_account_usage.apply(args=[failing.pk]).get() == "failed"
+        assert state().consecutive_failures == failures
+        assert (
+            f"next try in {pause} min"
+            in IngestRun.objects.filter(provider_account=failing).latest("pk").error
+        )
+    assert provider_calls() - calls == 3 * 4  # each run's own bounded tries (4), nothing more
+
+    # The provider recovers: the next run succeeds and closes the breaker.
+    live_simulator.clear_faults("openai")
+    assert tasks.ingest_account_usage.apply(args=[failing.pk]).get() == "success"
+    assert state().consecutive_failures == 0
+    page = client_for(tenancy.admin).get(f"/o/{tenancy.org.slug}/sources/").content.decode()
+    assert "paused after" not in page  # (the recent-runs list still shows the failed runs)
 
 
 def test_an_auth_failure_is_not_retried(tenancy, live_simulator, no_sleep) -> None:
