@@ -17,6 +17,11 @@ login form (CSRF cookie + token) and cycles through the URLs for --seconds, wait
 (uniform, default 1–3 s, as a locust user's ``between(1, 3)``) between requests; ``--think 0 0``
 sends back to back, which on two cores measures queueing more than the app.
 
+``--bench-db NAME --org bench-b`` runs against a PostgreSQL database kept by ``make bench``
+(``BENCH_KEEP=1``; server URL from BENCH_PG_URL) instead of seeding one: the users sign in as the
+organization's bench admin (password "bench") and load its pages; a budget is created if it has none;
+the canary organization is added next to the bench organizations (the database is a throwaway).
+
 Checks (exit 1 if any fails): no answer other than 200; overall p95 ≤ --p95-ms (500); no body
 contains the canary; SQL queries per URL, counted in-process (django.test.Client +
 CaptureQueriesContext) before and after the load, are equal.
@@ -81,15 +86,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else 0.0
 
 
-def login(http: httpx.Client, base: str) -> None:
-    """Sign in as the demo admin through the login form; raises if no session comes back."""
+def login(http: httpx.Client, base: str, username: str, password: str) -> None:
+    """Sign in through the login form; raises if no session comes back."""
     page = http.get(f"{base}/login/")
     match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
     if not match:
         raise RuntimeError("no CSRF token on the login page")
     answer = http.post(
         f"{base}/login/",
-        data={"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": match.group(1)},
+        data={"username": username, "password": password, "csrfmiddlewaretoken": match.group(1)},
         headers={"Referer": f"{base}/login/"},
     )
     if answer.status_code != 302:
@@ -105,10 +110,11 @@ def user_loop(
     deadline: float,
     tally: Tally,
     think: tuple[float, float],
+    credentials: tuple[str, str],
 ) -> None:
     with httpx.Client(timeout=60, follow_redirects=False) as http:
         try:
-            login(http, base)
+            login(http, base, *credentials)
         except Exception as exc:
             tally.add("login", 0.0, 0, False, repr(exc))
             return
@@ -194,8 +200,8 @@ def canary_visible_to_its_own_org(canary: str, user: Any) -> bool:
     return all(canary.encode() in client.get(page).content for page in pages)
 
 
-def build_targets() -> tuple[list[Target], Any]:
-    """Every org URL the admin may GET (200 in the access matrix) plus every htmx panel, for the demo org."""
+def build_targets(org_slug: str = "acme-ai", username: str = "admin") -> tuple[list[Target], Any]:
+    """Every org URL the admin may GET (200 in the access matrix) plus every htmx panel, for one org."""
     from django.urls import reverse
     from django.utils import timezone
 
@@ -205,13 +211,15 @@ def build_targets() -> tuple[list[Target], Any]:
     from tests.projects.test_url_access import ROLE_MATRIX, _kwarg_names, org_url_names
     from usage.panels import PANELS
 
-    org = Organization.objects.get(slug="acme-ai")
-    admin = Membership.objects.get(organization=org, user__username="admin").user
+    org = Organization.objects.get(slug=org_slug)
+    admin = Membership.objects.get(organization=org, user__username=username).user
     project = Project.objects.filter(organization=org).order_by("slug").first()
     key = ApiKey.objects.filter(organization=org, project=project).order_by("pk").first()
     account = ProviderAccount.objects.filter(organization=org).order_by("slug").first()
-    budget = Budget.objects.filter(organization=org).order_by("pk").first()
-    assert project and key and account and budget, "the demo organization lacks a project/key/account/budget"
+    budget = Budget.objects.filter(organization=org).order_by("pk").first() or Budget.objects.create(
+        organization=org, project=project, monthly_amount=Decimal("1000")
+    )
+    assert project and key and account, f"{org_slug} lacks a project, a key with a project or an account"
     local_now = timezone.now().astimezone(org.zoneinfo)
     month = (local_now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
     alert = AlertEvent.objects.filter(organization=org).order_by("pk").first() or AlertEvent.objects.create(
@@ -302,6 +310,8 @@ def main() -> int:
         help="seconds each user waits between requests, uniformly drawn (default 1 3, like locust's "
         "between(1, 3)); 0 0 sends back to back",
     )
+    parser.add_argument("--bench-db", default="", help="a database kept by make bench (BENCH_KEEP=1)")
+    parser.add_argument("--org", default="bench-b", help="with --bench-db: the organization to load")
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="qb-load-dashboard-"))
@@ -320,17 +330,24 @@ def run(args: argparse.Namespace, var: Path) -> int:
         # Pages are measured, not their static files (which the run never fetches): no collectstatic.
         "QB_COLLECTSTATIC": "0",
     }
-    env.setdefault("DATABASE_URL", f"sqlite:///{var / 'load.sqlite3'}")
+    if args.bench_db:
+        pg_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+        env["DATABASE_URL"] = f"{pg_url}/{args.bench_db}"
+        org_slug, username, password = args.org, f"{args.org}-admin", "bench"
+    else:
+        env.setdefault("DATABASE_URL", f"sqlite:///{var / 'load.sqlite3'}")
+        org_slug, username, password = "acme-ai", "admin", PASSWORD
     os.environ.update(env)
     t0 = time.monotonic()
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "seed_demo", "--days", str(args.days), "--password", PASSWORD],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    print(f"seeded in {time.monotonic() - t0:.0f} s")
+    if not args.bench_db:
+        subprocess.run(
+            [sys.executable, "manage.py", "seed_demo", "--days", str(args.days), "--password", PASSWORD],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        print(f"seeded in {time.monotonic() - t0:.0f} s")
 
     import django
 
@@ -340,7 +357,7 @@ def run(args: argparse.Namespace, var: Path) -> int:
     canary = f"qb-canary-{uuid.uuid4().hex[:12]}"
     canary_admin = seed_canary_org(canary, args.days)
     control = canary_visible_to_its_own_org(canary, canary_admin)
-    targets, admin = build_targets()
+    targets, admin = build_targets(org_slug, username)
     idle, problems_before = count_queries(targets, admin, canary)
     connections.close_all()  # SQLite: let the server's threads write sessions without our open handle
 
@@ -352,7 +369,17 @@ def run(args: argparse.Namespace, var: Path) -> int:
         threads = [
             threading.Thread(
                 target=user_loop,
-                args=(n, args.users, base, targets, canary, deadline, tally, tuple(args.think)),
+                args=(
+                    n,
+                    args.users,
+                    base,
+                    targets,
+                    canary,
+                    deadline,
+                    tally,
+                    tuple(args.think),
+                    (username, password),
+                ),
             )
             for n in range(args.users)
         ]
@@ -367,9 +394,13 @@ def run(args: argparse.Namespace, var: Path) -> int:
         p95 = percentile(all_latencies, 0.95)
         requests = len(all_latencies)
         errors = sum(tally.errors.values())
+        from usage.models import UsageRecord
+
+        stored = UsageRecord.objects.count()
+        orgs = UsageRecord.objects.values("organization_id").distinct().count()
         print(
-            f"database: {connections['default'].vendor}; {args.users} users × {args.seconds:.0f} s; "
-            f"{len(targets)} URLs; demo history {args.days} days; canary {canary}"
+            f"database: {connections['default'].vendor}, {stored:,} usage records over {orgs} organizations; "
+            f"{args.users} users × {args.seconds:.0f} s on {org_slug}; {len(targets)} URLs; canary {canary}"
         )
         print(
             f"{'url':<28} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'err':>4} {'canary':>6} {'q idle':>6} {'q after':>7}"
